@@ -1,0 +1,27 @@
+"""offload: background work for FastAPI AI backends on AWS serverless.
+
+Declare tasks with `task`, submit them with `Jobs.submit` (or `POST /jobs`); each runs in
+its lane and keeps a durable status. Importing this package is cheap: no boto3 client, no
+Celery, no model is touched until used.
+"""
+
+from __future__ import annotations
+
+from offload.catalog import CATALOG, Catalog, TaskSpec, task
+from offload.context import JobContext
+from offload.errors import PermanentFailure
+from offload.job import Job, JobStatus
+from offload.settings import Settings, get_settings
+
+__all__ = [
+    "CATALOG",
+    "Catalog",
+    "Job",
+    "JobContext",
+    "JobStatus",
+    "PermanentFailure",
+    "Settings",
+    "TaskSpec",
+    "get_settings",
+    "task",
+]

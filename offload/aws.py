@@ -1,0 +1,107 @@
+"""boto3 clients made once per process, and AWS failures translated into `AwsUnavailable`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from offload.errors import AwsUnavailable
+from offload.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+# Error codes that mean "try again later", not "your request is wrong".
+_UNAVAILABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "ThrottlingException",
+        "Throttling",
+        "InternalServerError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "RequestThrottled",
+        "ResourceNotFoundException",
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "NoSuchBucket",
+    }
+)
+
+
+def _client(service: str, settings: Settings) -> Any:
+    # Imported here: boto3 costs ~120 ms, and `offload` must stay cheap to import.
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        region_name=settings.aws_region,
+        connect_timeout=settings.aws_timeout_s,
+        read_timeout=max(settings.aws_timeout_s, 25.0),  # above SQS's 20 s long poll
+        retries={"max_attempts": 3, "mode": "standard"},
+    )
+    kwargs: dict[str, Any] = {"config": config}
+    if settings.aws_endpoint_url:
+        # moto accepts any credentials; fixed ones keep a bare shell working.
+        kwargs.update(
+            endpoint_url=settings.aws_endpoint_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+    return boto3.session.Session().client(service, **kwargs)  # type: ignore[call-overload]
+
+
+@lru_cache(maxsize=8)
+def _cached(service: str, settings: Settings) -> Any:
+    return _client(service, settings)
+
+
+def dynamodb(settings: Settings | None = None) -> DynamoDBClient:
+    """The DynamoDB client for `settings` (the process settings by default)."""
+    client: DynamoDBClient = _cached("dynamodb", settings or get_settings())
+    return client
+
+
+def sqs(settings: Settings | None = None) -> SQSClient:
+    """The SQS client for `settings`."""
+    client: SQSClient = _cached("sqs", settings or get_settings())
+    return client
+
+
+def s3(settings: Settings | None = None) -> S3Client:
+    """The S3 client for `settings`."""
+    client: S3Client = _cached("s3", settings or get_settings())
+    return client
+
+
+def clear_clients() -> None:
+    """Forget cached clients (tests switch endpoints between cases)."""
+    _cached.cache_clear()
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore `ClientError`, or '' for anything else."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+@contextmanager
+def unavailable_as(service: str) -> Iterator[None]:
+    """Turn connection failures and throttling into `AwsUnavailable`; other errors pass."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        if error_code(exc) in _UNAVAILABLE_CODES:
+            raise AwsUnavailable(service, error_code(exc)) from exc
+        raise
+    except BotoCoreError as exc:
+        raise AwsUnavailable(service, type(exc).__name__) from exc

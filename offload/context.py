@@ -1,0 +1,50 @@
+"""What a running task can see and do: its ids, progress reports, and its own S3 prefix."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from offload import aws
+from offload.errors import JobStateConflict
+from offload.job import Progress
+from offload.settings import Settings
+from offload.store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobContext:
+    """Handed to every task function as its second argument."""
+
+    job_id: str
+    task: str
+    attempt: int
+    settings: Settings
+    store: JobStore = field(repr=False)
+
+    def progress(self, percent: float, message: str = "") -> None:
+        """Report how far the task has come; clients see it at `GET /jobs/{id}`."""
+        report = Progress(percent=max(0.0, min(100.0, float(percent))), message=message[:500])
+        try:
+            self.store.report_progress(self.job_id, self.attempt, report)
+        except JobStateConflict as exc:
+            # The job moved on without us (timed out or superseded): keep working is harmless,
+            # but say so, since this attempt's result will be refused too.
+            log.warning("progress of job %s not recorded: %s", self.job_id, exc)
+
+    @property
+    def prefix(self) -> str:
+        """The S3 key prefix that belongs to this job."""
+        return f"jobs/{self.job_id}/"
+
+    def put_artifact(self, name: str, body: bytes, content_type: str) -> str:
+        """Store `body` under the job's prefix in the results bucket; returns its `s3://` URI."""
+        bucket = self.settings.bucket_name()
+        key = self.prefix + name
+        with aws.unavailable_as("S3"):
+            aws.s3(self.settings).put_object(
+                Bucket=bucket, Key=key, Body=body, ContentType=content_type
+            )
+        return f"s3://{bucket}/{key}"

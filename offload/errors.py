@@ -1,0 +1,108 @@
+"""The engine's exceptions. Each carries what a client or operator needs to act on it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+
+class OffloadError(Exception):
+    """Base of every error offload raises on purpose."""
+
+
+class TaskDeclarationError(OffloadError):
+    """A `@task` declaration is invalid; raised at import so it never reaches production."""
+
+
+class UnknownTask(OffloadError):
+    """No task of that name is in the catalog."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        super().__init__(f"unknown task {name!r}; known tasks: {', '.join(known) or 'none'}")
+
+
+class InvalidPayload(OffloadError):
+    """A payload does not match its task's model; `errors` name each field and reason."""
+
+    def __init__(self, task: str, errors: list[dict[str, str]]) -> None:
+        self.task = task
+        self.errors = errors
+        reasons = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        super().__init__(f"invalid payload for {task}: {reasons}")
+
+    @classmethod
+    def from_validation(
+        cls, task: str, exc: ValidationError, prefix: str = "payload"
+    ) -> InvalidPayload:
+        """Translate pydantic's errors into field paths like `payload.rows.2`."""
+        errors = []
+        for err in exc.errors(include_url=False):
+            path = ".".join(str(part) for part in (prefix, *err["loc"]))
+            errors.append({"field": path, "message": err["msg"]})
+        return cls(task, errors)
+
+
+class JobNotFound(OffloadError):
+    """No job with that id (or not one the caller may see)."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id!r} not found")
+
+
+class JobStateConflict(OffloadError):
+    """A conditional write lost: the job is not in the state the writer expected."""
+
+    def __init__(self, job_id: str, wanted: str, current: dict[str, Any] | None = None) -> None:
+        self.job_id = job_id
+        self.wanted = wanted
+        self.current_status: str | None = None
+        self.current_attempts: int | None = None
+        if current is not None:
+            self.current_status = current.get("status")
+            self.current_attempts = current.get("attempts")
+        state = (
+            f"it is {self.current_status} after {self.current_attempts} attempt(s)"
+            if current is not None
+            else "it does not exist"
+        )
+        super().__init__(f"job {job_id} cannot {wanted}: {state}")
+
+
+class JobAlreadyExists(OffloadError):
+    """A job with that id exists already (an id collision or a repeated idempotency key)."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id} exists already")
+
+
+class IdempotencyMismatch(OffloadError):
+    """An idempotency key was reused with a different task or payload."""
+
+    def __init__(self, key: str, job_id: str) -> None:
+        self.key = key
+        self.job_id = job_id
+        super().__init__(
+            f"idempotency key {key!r} was used for job {job_id} with a different task or "
+            "payload; use a new key for a new request"
+        )
+
+
+class AwsUnavailable(OffloadError):
+    """An AWS service (or the local stack) could not be reached or refused to serve."""
+
+    def __init__(self, service: str, detail: str) -> None:
+        self.service = service
+        super().__init__(f"{service} is unavailable: {detail}")
+
+
+class PermanentFailure(OffloadError):
+    """Raised by a task for an error no retry can fix: the job fails at once."""
+
+
+class TaskTimeout(OffloadError):
+    """A task ran past its time limit."""

@@ -1,0 +1,141 @@
+"""One attempt of one job, the same on every lane: begin (conditional), run, settle.
+
+Lanes differ only in how they wait for a retry (the inline lane sleeps, queue lanes re-send
+the message with an SQS delay) and how they bound a task's time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from offload.backoff import retry_delay
+from offload.catalog import TaskSpec
+from offload.context import JobContext
+from offload.errors import InvalidPayload, JobStateConflict, PermanentFailure
+from offload.job import JobError, JobStatus, utcnow
+from offload.store import JobStore
+
+log = logging.getLogger(__name__)
+
+_MAX_ERROR_MESSAGE = 2000
+
+
+class ResultNotSerializable(PermanentFailure):
+    """A task returned something that is not JSON."""
+
+
+# Errors no retry can fix: the job fails at once.
+_PERMANENT = (InvalidPayload, PermanentFailure)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended. `status` is None when this delivery was a duplicate and did
+    nothing; `retry_in_s` is set when the job is to be tried again after that delay."""
+
+    status: JobStatus | None
+    retry_in_s: float | None = None
+
+
+def describe_error(exc: BaseException) -> JobError:
+    """The recorded form of an exception: its type name and message, never a traceback."""
+    message = str(exc) or repr(exc)
+    return JobError(type=type(exc).__name__, message=message[:_MAX_ERROR_MESSAGE])
+
+
+def to_json(result: Any) -> Any:
+    """A task's return value as JSON-compatible data."""
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json")
+    try:
+        return json.loads(json.dumps(result))
+    except (TypeError, ValueError) as exc:
+        raise ResultNotSerializable(
+            f"result of type {type(result).__name__} is not JSON-serializable: {exc}"
+        ) from None
+
+
+@dataclass
+class Attempt:
+    """Attempt number `attempt` of job `job_id`."""
+
+    store: JobStore
+    spec: TaskSpec
+    job_id: str
+    attempt: int
+    payload: Any
+    context: JobContext = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.context = JobContext(
+            job_id=self.job_id,
+            task=self.spec.name,
+            attempt=self.attempt,
+            settings=self.store.settings,
+            store=self.store,
+        )
+
+    def begin(self) -> bool:
+        """Take the job to STARTED; False when another delivery already has (a duplicate)."""
+        try:
+            self.store.start(self.job_id, self.attempt)
+        except JobStateConflict as exc:
+            log.warning(
+                "skipping delivery of job %s attempt %d: %s", self.job_id, self.attempt, exc
+            )
+            return False
+        return True
+
+    def invoke(self) -> Any:
+        """Validate the payload and call the task; returns the JSON result or raises."""
+        payload = self.spec.parse(self.payload)
+        return to_json(self.spec.fn(payload, self.context))
+
+    def succeeded(self, result: Any) -> Outcome:
+        """Record SUCCESS."""
+        try:
+            self.store.succeed(self.job_id, self.attempt, result)
+        except JobStateConflict as exc:
+            log.warning("result of job %s attempt %d refused: %s", self.job_id, self.attempt, exc)
+            return Outcome(None)
+        return Outcome(JobStatus.SUCCESS)
+
+    def failed(self, exc: BaseException, *, max_delay_s: float | None = None) -> Outcome:
+        """Record RETRY with the next attempt's time, or FAILURE when no attempt is left."""
+        error = describe_error(exc)
+        retryable = not isinstance(exc, _PERMANENT) and self.attempt < self.spec.max_attempts
+        try:
+            if not retryable:
+                self.store.fail(self.job_id, self.attempt, error)
+                return Outcome(JobStatus.FAILURE)
+            delay = retry_delay(self.attempt, self.spec.backoff_s, self.spec.backoff_max_s)
+            if max_delay_s is not None:
+                delay = min(delay, max_delay_s)
+            self.store.retry(self.job_id, self.attempt, error, utcnow() + timedelta(seconds=delay))
+            return Outcome(JobStatus.RETRY, retry_in_s=delay)
+        except JobStateConflict as conflict:
+            log.warning("failure of job %s not recorded: %s", self.job_id, conflict)
+            return Outcome(None)
+
+    def run(self) -> Outcome:
+        """Begin, invoke and settle, in this thread (the queue lanes' path)."""
+        if not self.begin():
+            return Outcome(None)
+        try:
+            result = self.invoke()
+        except Exception as exc:
+            log.info(
+                "job %s attempt %d raised %s",
+                self.job_id,
+                self.attempt,
+                type(exc).__name__,
+                exc_info=not isinstance(exc, _PERMANENT),
+            )
+            return self.failed(exc)
+        return self.succeeded(result)

@@ -1,0 +1,87 @@
+"""offload in a FastAPI app: `Offload(...).install(app)`, then `jobs: JobsDep` in any route.
+
+```python
+@app.post("/signup")
+async def signup(user: NewUser, jobs: JobsDep) -> dict[str, str]:
+    job = await jobs.submit("notify.webhook", {"event": "signup", "id": user.id})
+    return {"job_id": job.job_id}
+```
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import BackgroundTasks, Depends, FastAPI, Request
+
+from offload.catalog import Catalog, TaskSpec
+from offload.inline import InlineRunner
+from offload.jobs import Jobs
+from offload.queues import QueuePublisher
+from offload.settings import Settings
+from offload.store import JobStore
+
+
+class Offload:
+    """offload's parts for one app: the store, the queue publisher and the inline runner."""
+
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.store = JobStore(settings)
+        self.publisher = QueuePublisher(settings)
+        self.inline = InlineRunner(
+            self.store, settings.inline_concurrency, settings.inline_retry_max_delay_s
+        )
+        self._orphans: set[asyncio.Task[Any]] = set()
+
+    def install(self, app: FastAPI) -> FastAPI:
+        """Make `JobsDep` work in `app`'s routes."""
+        app.state.offload = self
+        return app
+
+    def run_soon(self, spec: TaskSpec, job_id: str, payload: Any) -> None:
+        """Start an inline job now, for a request whose response will carry no background."""
+        task = asyncio.get_running_loop().create_task(self.inline.run(spec, job_id, payload))
+        self._orphans.add(task)  # keep a reference until done, or the loop may drop it
+        task.add_done_callback(self._orphans.discard)
+
+
+def get_offload(request: Request) -> Offload:
+    """The app's `Offload`."""
+    offload: Offload = request.app.state.offload
+    return offload
+
+
+def get_caller(request: Request) -> str:
+    """Who is asking. Until authentication lands, every request is the `local` caller."""
+    return "local"
+
+
+OffloadDep = Annotated[Offload, Depends(get_offload)]
+CallerDep = Annotated[str, Depends(get_caller)]
+
+
+async def get_jobs(
+    offload: OffloadDep, caller: CallerDep, background: BackgroundTasks
+) -> AsyncIterator[Jobs]:
+    """`Jobs` for this request; inline jobs run after its response is sent."""
+    deferred: list[tuple[TaskSpec, str, Any]] = []
+
+    def defer(spec: TaskSpec, job_id: str, payload: Any) -> None:
+        deferred.append((spec, job_id, payload))
+        background.add_task(offload.inline.run, spec, job_id, payload)
+
+    try:
+        yield Jobs(offload.catalog, offload.store, offload.publisher, defer, caller=caller)
+    except Exception:
+        # The route failed after submitting inline work: its error response carries no
+        # background tasks, so run them now rather than leave their jobs PENDING.
+        for spec, job_id, payload in deferred:
+            offload.run_soon(spec, job_id, payload)
+        raise
+
+
+JobsDep = Annotated[Jobs, Depends(get_jobs)]

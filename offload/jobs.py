@@ -1,0 +1,175 @@
+"""`Jobs`: the one call that submits work, from `POST /jobs` and from the application's routes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from offload.catalog import Catalog, TaskSpec
+from offload.errors import (
+    AwsUnavailable,
+    IdempotencyMismatch,
+    JobAlreadyExists,
+    JobNotFound,
+    JobStateConflict,
+)
+from offload.job import Job, JobStatus, utcnow
+from offload.queues import QueuePublisher
+from offload.store import JobStore
+
+log = logging.getLogger(__name__)
+
+# Where an inline job goes after the response: Starlette's BackgroundTasks under uvicorn.
+Defer = Callable[[TaskSpec, str, Any], None]
+
+# Job ids for idempotent submits are derived from (caller, key): a repeat lands on the same id.
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("5b1f6f7e-4f55-4c47-9d65-0ff10ad0b001")
+
+
+class Jobs:
+    """Submit and read the jobs of one caller.
+
+    :param catalog: the tasks that can be submitted.
+    :param store: the job store.
+    :param publisher: sends queue-lane jobs to SQS.
+    :param defer: schedules an inline job to run after the response.
+    :param caller: whose jobs these are.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: JobStore,
+        publisher: QueuePublisher,
+        defer: Defer,
+        caller: str = "local",
+    ) -> None:
+        self.catalog = catalog
+        self.store = store
+        self.publisher = publisher
+        self.defer = defer
+        self.caller = caller
+
+    async def submit(
+        self,
+        task: str | Callable[..., Any],
+        payload: BaseModel | dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Create the job and dispatch it to its task's lane; returns it as PENDING.
+
+        Raises `UnknownTask` or `InvalidPayload` before anything is stored, and
+        `AwsUnavailable` when the job could not be stored or dispatched (then no job remains).
+        """
+        spec = self.catalog.get(task if isinstance(task, str) else _task_name(self.catalog, task))
+        data = spec.parse(payload).model_dump(mode="json")
+        job = self._new_job(spec, data, idempotency_key)
+        try:
+            await asyncio.to_thread(self.store.create, job)
+        except JobAlreadyExists:
+            return await self._existing(job, idempotency_key)
+        await self._dispatch(spec, job)
+        return job
+
+    async def get(self, job_id: str) -> Job:
+        """The caller's job; `JobNotFound` for another caller's job too."""
+        job = await asyncio.to_thread(self.store.get, job_id)
+        if job.caller != self.caller:
+            raise JobNotFound(job_id)
+        return job
+
+    async def wait(self, job_id: str, timeout_s: float) -> Job:
+        """The job once it changes (or ends), or as it is after `timeout_s`."""
+        job = await self.get(job_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        interval = 0.1
+        while not job.status.terminal and loop.time() < deadline:
+            # Polling backs off to 1 s: cheap enough for DynamoDB, quick for short jobs.
+            await asyncio.sleep(min(interval, max(0.0, deadline - loop.time())))
+            interval = min(interval * 2, 1.0)
+            latest = await self.get(job_id)
+            if latest.updated_at != job.updated_at:
+                return latest
+        return job
+
+    async def list(
+        self,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        status: JobStatus | None = None,
+        task: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        """A page of the caller's jobs, newest first."""
+        return await asyncio.to_thread(
+            self.store.list_for_caller,
+            self.caller,
+            limit=limit,
+            cursor=cursor,
+            status=status,
+            task=task,
+        )
+
+    def _new_job(self, spec: TaskSpec, payload: Any, idempotency_key: str | None) -> Job:
+        now = utcnow()
+        request_hash = None
+        if idempotency_key is None:
+            job_id = str(uuid.uuid4())
+        else:
+            job_id = str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{self.caller}\n{idempotency_key}"))
+            canonical = json.dumps([spec.name, payload], sort_keys=True, separators=(",", ":"))
+            request_hash = hashlib.sha256(canonical.encode()).hexdigest()
+        return Job(
+            job_id=job_id,
+            task=spec.name,
+            lane=spec.lane,
+            status=JobStatus.PENDING,
+            max_attempts=spec.max_attempts,
+            created_at=now,
+            updated_at=now,
+            caller=self.caller,
+            payload=payload,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+
+    async def _existing(self, job: Job, idempotency_key: str | None) -> Job:
+        existing = await asyncio.to_thread(self.store.get, job.job_id)
+        if idempotency_key is None or existing.caller != self.caller:
+            raise JobAlreadyExists(job.job_id)  # a uuid4 collision: not worth more code
+        if existing.request_hash != job.request_hash:
+            raise IdempotencyMismatch(idempotency_key, existing.job_id)
+        return existing
+
+    async def _dispatch(self, spec: TaskSpec, job: Job) -> None:
+        if spec.lane == "inline":
+            self.defer(spec, job.job_id, job.payload)
+            return
+        try:
+            await asyncio.to_thread(self.publisher.send, spec, job.job_id, job.payload)
+        except AwsUnavailable:
+            await self._discard(job.job_id)
+            raise
+
+    async def _discard(self, job_id: str) -> None:
+        try:
+            await asyncio.to_thread(self.store.discard_pending, job_id)
+        except (AwsUnavailable, JobStateConflict) as exc:
+            # Nothing more can be done now; the job's TTL removes it eventually.
+            log.error("job %s was not dispatched and could not be discarded: %s", job_id, exc)
+
+
+def _task_name(catalog: Catalog, fn: Callable[..., Any]) -> str:
+    for spec in catalog:
+        if spec.fn is fn:
+            return spec.name
+    raise TypeError(f"{getattr(fn, '__name__', fn)!r} is not a declared task")

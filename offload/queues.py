@@ -1,0 +1,60 @@
+"""Sending jobs to the cpu/gpu SQS queues as Celery messages."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from offload import aws, celery_protocol
+from offload.catalog import TaskSpec
+from offload.settings import QueueLane, Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+# SQS's ceiling on DelaySeconds.
+MAX_DELAY_S = 900
+# The hard limit ends the worker child this long after the soft limit raised in the task.
+HARD_LIMIT_GRACE_S = 30.0
+
+
+class QueuePublisher:
+    """Publishes one message per job attempt to the queue of the task's lane.
+
+    :param settings: names the queues.
+    :param client: an SQS client; the process's cached one by default.
+    """
+
+    def __init__(self, settings: Settings, client: SQSClient | None = None) -> None:
+        self.settings = settings
+        self._client = client
+
+    @property
+    def client(self) -> SQSClient:
+        if self._client is None:
+            self._client = aws.sqs(self.settings)
+        return self._client
+
+    def send(
+        self, spec: TaskSpec, job_id: str, payload: Any, *, attempt: int = 1, delay_s: float = 0
+    ) -> None:
+        """Send attempt `attempt` of a job, visible to workers after `delay_s` (at most 15 min)."""
+        lane = _queue_lane(spec)
+        body = celery_protocol.encode(
+            task=spec.name,
+            task_id=job_id,
+            kwargs={"payload": payload, "attempt": attempt},
+            routing_key=lane,
+            time_limit=(spec.timeout_s + HARD_LIMIT_GRACE_S, spec.timeout_s),
+        )
+        with aws.unavailable_as("SQS"):
+            self.client.send_message(
+                QueueUrl=self.settings.queue_url(lane),
+                MessageBody=body,
+                DelaySeconds=max(0, min(MAX_DELAY_S, round(delay_s))),
+            )
+
+
+def _queue_lane(spec: TaskSpec) -> QueueLane:
+    if spec.lane == "cpu" or spec.lane == "gpu":
+        return spec.lane
+    raise ValueError(f"task {spec.name} runs on lane {spec.lane!r}, which has no queue")

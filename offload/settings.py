@@ -1,0 +1,85 @@
+"""The one configuration object: every value comes from `OFFLOAD_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+QueueLane = Literal["cpu", "gpu"]
+
+# moto's fixed account: with only an endpoint set, names and URLs derive from it.
+LOCAL_ACCOUNT_ID = "123456789012"
+
+
+class Settings(BaseSettings):
+    """offload's configuration. With only `OFFLOAD_AWS_ENDPOINT_URL` set, the defaults name
+    the resources the local stack creates from `template.yaml`."""
+
+    model_config = SettingsConfigDict(env_prefix="OFFLOAD_", extra="ignore", frozen=True)
+
+    aws_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
+    aws_account_id: str = LOCAL_ACCOUNT_ID
+    stack_name: str = "offload"
+
+    # Explicit names/URLs win (the deployed template sets them); otherwise derived.
+    jobs_table: str | None = None
+    results_bucket: str | None = None
+    cpu_queue_url: str | None = None
+    gpu_queue_url: str | None = None
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    # Where the CLI finds the API; defaults to api_host:api_port.
+    api_url: str | None = None
+    local_aws_port: int = 5000
+
+    # Inline lane: threads per API process, and the longest inline job a task may declare.
+    inline_concurrency: int = Field(default=4, ge=1, le=64)
+    inline_retry_max_delay_s: float = Field(default=5.0, ge=0)
+
+    worker_concurrency: int | None = Field(default=None, ge=1)
+    # Long-poll time of a worker's SQS receive.
+    worker_wait_time_s: int = Field(default=10, ge=0, le=20)
+
+    job_retention_days: int = Field(default=30, ge=1)
+    # Seconds an AWS call may take before the API answers 503.
+    aws_timeout_s: float = Field(default=5.0, gt=0)
+
+    @property
+    def is_local(self) -> bool:
+        """True when talking to a local AWS (moto) rather than the real one."""
+        return self.aws_endpoint_url is not None
+
+    def api_base(self) -> str:
+        """The API's base URL, for clients such as the CLI."""
+        return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+    def table_name(self) -> str:
+        """The jobs table."""
+        return self.jobs_table or f"{self.stack_name}-jobs"
+
+    def bucket_name(self) -> str:
+        """The results bucket (bucket names are global, hence the account id)."""
+        return self.results_bucket or f"{self.stack_name}-results-{self.aws_account_id}"
+
+    def queue_name(self, lane: QueueLane) -> str:
+        """The SQS queue name of a queue lane."""
+        return f"{self.stack_name}-{lane}"
+
+    def queue_url(self, lane: QueueLane) -> str:
+        """The SQS queue URL of a queue lane, computed so that no AWS call is needed."""
+        explicit = self.cpu_queue_url if lane == "cpu" else self.gpu_queue_url
+        if explicit:
+            return explicit
+        base = self.aws_endpoint_url or f"https://sqs.{self.aws_region}.amazonaws.com"
+        return f"{base.rstrip('/')}/{self.aws_account_id}/{self.queue_name(lane)}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

@@ -1,0 +1,367 @@
+"""The DynamoDB job store. Every change of a job is a conditional write: a stale or duplicate
+writer gets `JobStateConflict` and never overwrites a newer state."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from offload import aws
+from offload.errors import JobAlreadyExists, JobNotFound, JobStateConflict
+from offload.job import Job, JobError, JobStatus, Progress, isoformat, sources_of, utcnow
+from offload.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+# The index behind `GET /jobs`: a caller's jobs, newest first.
+CALLER_INDEX = "caller-created"
+_JSON_FIELDS = ("payload", "result", "error", "progress")
+_TIME_FIELDS = ("created_at", "started_at", "finished_at", "updated_at", "next_attempt_at")
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor that this store did not issue."""
+
+
+class JobStore:
+    """Jobs in one DynamoDB table, keyed by `job_id`.
+
+    :param settings: names the table and the retention period.
+    :param client: a DynamoDB client; the process's cached one by default.
+    """
+
+    def __init__(self, settings: Settings, client: DynamoDBClient | None = None) -> None:
+        self.settings = settings
+        self.table = settings.table_name()
+        self._client = client
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            self._client = aws.dynamodb(self.settings)
+        return self._client
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        """The job, read consistently; `JobNotFound` when absent."""
+        with aws.unavailable_as("DynamoDB"):
+            out = self.client.get_item(
+                TableName=self.table, Key={"job_id": {"S": job_id}}, ConsistentRead=True
+            )
+        if "Item" not in out:
+            raise JobNotFound(job_id)
+        return _from_item(out["Item"])
+
+    def list_for_caller(
+        self,
+        caller: str,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        status: JobStatus | None = None,
+        task: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        """A page of the caller's jobs, newest first, and the cursor of the next page."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": CALLER_INDEX,
+            "KeyConditionExpression": "caller = :caller",
+            "ExpressionAttributeValues": {":caller": {"S": caller}},
+            "ScanIndexForward": False,
+        }
+        filters, names = [], {}
+        if status is not None:
+            filters.append("#status = :status")
+            names["#status"] = "status"
+            kwargs["ExpressionAttributeValues"][":status"] = {"S": status.value}
+        if task is not None:
+            filters.append("#task = :task")
+            names["#task"] = "task"
+            kwargs["ExpressionAttributeValues"][":task"] = {"S": task}
+        if filters:
+            kwargs["FilterExpression"] = " AND ".join(filters)
+            kwargs["ExpressionAttributeNames"] = names
+        start = _decode_cursor(cursor, caller) if cursor else None
+        jobs: list[Job] = []
+        # A filter can empty a page; keep reading until the page is full or the index ends.
+        while len(jobs) < limit:
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            kwargs["Limit"] = limit - len(jobs) if not filters else max(limit * 4, 25)
+            with aws.unavailable_as("DynamoDB"):
+                out = self.client.query(**kwargs)
+            items = out.get("Items", [])
+            start = out.get("LastEvaluatedKey")
+            for n, item in enumerate(items):
+                jobs.append(_from_item(item))
+                if len(jobs) == limit:
+                    if n + 1 < len(items) or start:
+                        start = _key_of(item)
+                    break
+            if not start:
+                break
+        return jobs, (_encode_cursor(start, caller) if start else None)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def create(self, job: Job) -> None:
+        """Store a new PENDING job; `JobAlreadyExists` when its id is taken."""
+        item = _to_item(job)
+        item["expires_at"] = {"N": str(self._expiry(job.created_at))}
+        try:
+            with aws.unavailable_as("DynamoDB"):
+                self.client.put_item(
+                    TableName=self.table,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(job_id)",
+                )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            raise JobAlreadyExists(job.job_id) from None
+
+    def discard_pending(self, job_id: str) -> None:
+        """Delete a job that was never dispatched (its submit failed): no orphan PENDING."""
+        self._write(
+            job_id,
+            "be discarded",
+            delete=True,
+            condition="#status = :pending AND attempts = :zero",
+            values={":pending": {"S": JobStatus.PENDING.value}, ":zero": {"N": "0"}},
+        )
+
+    def start(self, job_id: str, attempt: int) -> Job:
+        """Begin attempt `attempt` (1-based). Only the delivery of the next attempt wins, so a
+        duplicate or stale message finds a conflict instead of running the task again."""
+        now = utcnow()
+        return self._move(
+            job_id,
+            JobStatus.STARTED,
+            attempt_before=attempt - 1,
+            sets={
+                "attempts": {"N": str(attempt)},
+                "started_at": _s(now),
+            },
+            removes=("next_attempt_at", "progress"),
+            now=now,
+        )
+
+    def report_progress(self, job_id: str, attempt: int, progress: Progress) -> None:
+        """Record progress of the running attempt."""
+        now = utcnow()
+        self._write(
+            job_id,
+            "report progress",
+            condition="#status = :started AND attempts = :attempt",
+            values={
+                ":started": {"S": JobStatus.STARTED.value},
+                ":attempt": {"N": str(attempt)},
+                ":progress": {"S": progress.model_dump_json()},
+                ":now": _s(now),
+            },
+            update="SET progress = :progress, updated_at = :now",
+        )
+
+    def succeed(self, job_id: str, attempt: int, result: Any) -> Job:
+        """Finish the running attempt with its result."""
+        now = utcnow()
+        return self._move(
+            job_id,
+            JobStatus.SUCCESS,
+            attempt_now=attempt,
+            sets={"result": {"S": json.dumps(result)}, "finished_at": _s(now)},
+            removes=("error",),
+            now=now,
+            terminal=True,
+        )
+
+    def retry(self, job_id: str, attempt: int, error: JobError, next_attempt_at: datetime) -> Job:
+        """Record a failed attempt that will be tried again at `next_attempt_at`."""
+        return self._move(
+            job_id,
+            JobStatus.RETRY,
+            attempt_now=attempt,
+            sets={"error": {"S": error.model_dump_json()}, "next_attempt_at": _s(next_attempt_at)},
+        )
+
+    def fail(self, job_id: str, attempt: int, error: JobError) -> Job:
+        """Finish the job as FAILURE with the error of its last attempt."""
+        now = utcnow()
+        return self._move(
+            job_id,
+            JobStatus.FAILURE,
+            attempt_now=attempt,
+            sets={"error": {"S": error.model_dump_json()}, "finished_at": _s(now)},
+            removes=("next_attempt_at",),
+            now=now,
+            terminal=True,
+        )
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _expiry(self, moment: datetime) -> int:
+        return int((moment + timedelta(days=self.settings.job_retention_days)).timestamp())
+
+    def _move(
+        self,
+        job_id: str,
+        target: JobStatus,
+        *,
+        sets: dict[str, AttributeValueTypeDef],
+        attempt_before: int | None = None,
+        attempt_now: int | None = None,
+        removes: tuple[str, ...] = (),
+        now: datetime | None = None,
+        terminal: bool = False,
+    ) -> Job:
+        """Move to `target` from any status DESIGN.md allows, guarded by the attempt count."""
+        now = now or utcnow()
+        sources = sorted(s.value for s in sources_of(target))
+        values: dict[str, AttributeValueTypeDef] = {
+            f":from{i}": {"S": s} for i, s in enumerate(sources)
+        }
+        condition = f"#status IN ({', '.join(values)})"
+        if attempt_before is not None:
+            condition += " AND attempts = :expected"
+            values[":expected"] = {"N": str(attempt_before)}
+        if attempt_now is not None:
+            condition += " AND attempts = :expected"
+            values[":expected"] = {"N": str(attempt_now)}
+        assignments: dict[str, AttributeValueTypeDef] = {
+            **sets,
+            "status": {"S": target.value},
+            "updated_at": _s(now),
+        }
+        if terminal:
+            assignments["expires_at"] = {"N": str(self._expiry(now))}
+        names = {f"#f{i}": name for i, name in enumerate(assignments)}
+        update = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(assignments)))
+        values.update({f":v{i}": value for i, value in enumerate(assignments.values())})
+        if removes:
+            names.update({f"#r{i}": name for i, name in enumerate(removes)})
+            update += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
+        item = self._write(
+            job_id,
+            f"move to {target.value}",
+            condition=condition,
+            values=values,
+            names=names,
+            update=update,
+        )
+        assert item is not None
+        return _from_item(item)
+
+    def _write(
+        self,
+        job_id: str,
+        wanted: str,
+        *,
+        condition: str,
+        values: dict[str, AttributeValueTypeDef],
+        names: dict[str, str] | None = None,
+        update: str | None = None,
+        delete: bool = False,
+    ) -> dict[str, AttributeValueTypeDef] | None:
+        names = {"#status": "status", **(names or {})}
+        key: dict[str, AttributeValueTypeDef] = {"job_id": {"S": job_id}}
+        try:
+            with aws.unavailable_as("DynamoDB"):
+                if delete:
+                    self.client.delete_item(
+                        TableName=self.table,
+                        Key=key,
+                        ConditionExpression=condition,
+                        ExpressionAttributeNames=names,
+                        ExpressionAttributeValues=values,
+                    )
+                    return None
+                out = self.client.update_item(
+                    TableName=self.table,
+                    Key=key,
+                    UpdateExpression=update or "",
+                    ConditionExpression=f"attribute_exists(job_id) AND {condition}",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+                return dict(out["Attributes"])
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            old = getattr(exc, "response", {}).get("Item")
+            current = None
+            if old:
+                job = _from_item(old)
+                current = {"status": job.status.value, "attempts": job.attempts}
+            raise JobStateConflict(job_id, wanted, current) from None
+
+
+def _s(moment: datetime) -> AttributeValueTypeDef:
+    return {"S": isoformat(moment)}
+
+
+def _to_item(job: Job) -> dict[str, AttributeValueTypeDef]:
+    item: dict[str, AttributeValueTypeDef] = {
+        "job_id": {"S": job.job_id},
+        "task": {"S": job.task},
+        "lane": {"S": job.lane},
+        "status": {"S": job.status.value},
+        "attempts": {"N": str(job.attempts)},
+        "max_attempts": {"N": str(job.max_attempts)},
+        "caller": {"S": job.caller},
+        "payload": {"S": json.dumps(job.payload)},
+    }
+    for name in _TIME_FIELDS:
+        value = getattr(job, name)
+        if value is not None:
+            item[name] = _s(value)
+    if job.progress is not None:
+        item["progress"] = {"S": job.progress.model_dump_json()}
+    if job.error is not None:
+        item["error"] = {"S": job.error.model_dump_json()}
+    if job.result is not None:
+        item["result"] = {"S": json.dumps(job.result)}
+    if job.idempotency_key is not None:
+        item["idempotency_key"] = {"S": job.idempotency_key}
+    if job.request_hash is not None:
+        item["request_hash"] = {"S": job.request_hash}
+    return item
+
+
+def _from_item(item: dict[str, Any]) -> Job:
+    data: dict[str, Any] = {}
+    for name, value in item.items():
+        if "S" in value:
+            data[name] = value["S"]
+        elif "N" in value:
+            data[name] = int(value["N"])
+    for name in _JSON_FIELDS:
+        if name in data:
+            data[name] = json.loads(data[name])
+    data.pop("expires_at", None)
+    return Job.model_validate(data)
+
+
+def _key_of(item: dict[str, Any]) -> dict[str, Any]:
+    return {name: item[name] for name in ("job_id", "caller", "created_at")}
+
+
+def _encode_cursor(key: dict[str, Any], caller: str) -> str:
+    plain = {name: value["S"] for name, value in key.items()}
+    raw = json.dumps({"k": plain, "c": caller}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, caller: str) -> dict[str, Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        key = {name: {"S": str(data["k"][name])} for name in ("job_id", "caller", "created_at")}
+        if data["c"] != caller:
+            raise InvalidCursor("cursor belongs to another listing")
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidCursor("cursor is not one this API issued") from None
+    return key
