@@ -1,0 +1,1 @@
+"""Lambda entry points; each is thin and imports the engine in `offload`."""

@@ -1,0 +1,105 @@
+"""Every error reaches the client from here, as `{"error": {"type", "message", "details"}}`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from offload.errors import (
+    AwsUnavailable,
+    IdempotencyMismatch,
+    InvalidPayload,
+    JobAlreadyExists,
+    JobNotFound,
+    JobStateConflict,
+    UnknownTask,
+)
+from offload.store import InvalidCursor
+
+log = logging.getLogger(__name__)
+
+
+def error_response(
+    status: int,
+    type_: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """The one error shape."""
+    body = {"error": {"type": type_, "message": message, "details": details}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    # FastAPI prefixes body fields with "body"; clients know the field, not our plumbing.
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or "request"
+
+
+async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
+    message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+    return error_response(422, "invalid_request", message, details)
+
+
+async def _offload_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, UnknownTask):
+        return error_response(
+            422,
+            "unknown_task",
+            str(exc),
+            [{"field": "task", "message": f"unknown task {exc.name!r}"}],
+        )
+    if isinstance(exc, InvalidPayload):
+        return error_response(422, "invalid_payload", str(exc), exc.errors)
+    if isinstance(exc, InvalidCursor):
+        return error_response(
+            422, "invalid_request", f"cursor: {exc}", [{"field": "cursor", "message": str(exc)}]
+        )
+    if isinstance(exc, JobNotFound):
+        return error_response(404, "job_not_found", str(exc))
+    if isinstance(exc, IdempotencyMismatch | JobAlreadyExists | JobStateConflict):
+        return error_response(409, "conflict", str(exc))
+    if isinstance(exc, AwsUnavailable):
+        log.warning("answering 503: %s", exc)
+        return error_response(
+            503, "service_unavailable", f"{exc}; retry shortly", headers={"Retry-After": "2"}
+        )
+    raise exc
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, kind, str(exc.detail), headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "internal error; it has been logged")
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on `app`."""
+    app.add_exception_handler(RequestValidationError, _request_invalid)
+    for kind in (
+        UnknownTask,
+        InvalidPayload,
+        InvalidCursor,
+        JobNotFound,
+        IdempotencyMismatch,
+        JobAlreadyExists,
+        JobStateConflict,
+        AwsUnavailable,
+    ):
+        app.add_exception_handler(kind, _offload_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,33 @@
+"""The API app: `functions.api.main:app` for uvicorn, `functions.api.main:handler` for Lambda."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from mangum import Mangum
+
+import tasks
+from functions.api import errors
+from functions.api.routes import documents, health, jobs
+from functions.api.routes import tasks as task_routes
+from offload.catalog import Catalog
+from offload.fastapi import Offload
+from offload.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:
+    """A new app; tests pass their own settings and catalog."""
+    app = FastAPI(
+        title="offload",
+        version="0.1.0",
+        description="Submit background jobs and read their status.",
+    )
+    Offload(settings or get_settings(), catalog or tasks.catalog()).install(app)
+    errors.install(app)
+    for module in (jobs, task_routes, documents, health):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()
+# Lifespan off: Mangum would run it on every invocation, and the app needs none.
+handler = Mangum(app, lifespan="off")
