@@ -1,0 +1,86 @@
+"""The Celery app: `celery -A workers.app worker -Q cpu` works as Celery users expect.
+
+Queues are predefined (kombu never lists or creates them), acks are late (a crash
+redelivers), and there is no Celery result backend: DynamoDB holds every job's status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from celery import Celery
+from kombu import Queue  # type: ignore[attr-defined]
+
+import tasks
+from offload.catalog import Catalog, TaskSpec
+from offload.queues import HARD_LIMIT_GRACE_S
+from offload.settings import QueueLane, Settings, get_settings
+from workers.runtime import runtime_for
+
+QUEUE_LANES: tuple[QueueLane, ...] = ("cpu", "gpu")
+
+
+def broker_url(settings: Settings) -> str:
+    """kombu's SQS URL: the local endpoint's host and port, or plain `sqs://` on AWS."""
+    if not settings.aws_endpoint_url:
+        return "sqs://"
+    endpoint = urlsplit(settings.aws_endpoint_url)
+    port = f":{endpoint.port}" if endpoint.port else ""
+    return f"sqs://testing:testing@{endpoint.hostname}{port}"
+
+
+def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> Celery:
+    """A Celery app that runs every queue-lane task of `catalog`."""
+    settings = settings or get_settings()
+    catalog = catalog or tasks.catalog()
+    app = Celery("offload")
+    secure = not settings.aws_endpoint_url or settings.aws_endpoint_url.startswith("https")
+    app.conf.update(
+        broker_url=broker_url(settings),
+        broker_transport_options={
+            "region": settings.aws_region,
+            "is_secure": secure,
+            "predefined_queues": {lane: {"url": settings.queue_url(lane)} for lane in QUEUE_LANES},
+            "wait_time_seconds": settings.worker_wait_time_s,
+        },
+        broker_connection_retry_on_startup=True,
+        task_default_queue="cpu",
+        task_queues=[Queue(lane, routing_key=lane) for lane in QUEUE_LANES],  # type: ignore[no-untyped-call]
+        task_create_missing_queues=False,
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        result_backend=None,
+        # SQS has no fanout: remote control, events and gossip would need queues it lacks.
+        worker_enable_remote_control=False,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+        worker_hijack_root_logger=False,
+        # `app.send_task` / `.delay()` from Celery users land on the task's lane queue.
+        task_routes={
+            spec.name: {"queue": spec.lane} for spec in catalog if spec.lane in QUEUE_LANES
+        },
+    )
+    for spec in catalog:
+        if spec.lane in QUEUE_LANES:
+            _register(app, spec, settings)
+    return app
+
+
+def _register(app: Celery, spec: TaskSpec, settings: Settings) -> None:
+    def run(self: Any, payload: Any = None, attempt: int = 1) -> None:
+        runtime_for(settings).execute(spec, self.request.id, payload, attempt)
+
+    run.__name__ = run.__qualname__ = spec.name.replace(".", "_")
+    run.__doc__ = spec.description
+    app.task(
+        name=spec.name,
+        bind=True,
+        time_limit=spec.timeout_s + HARD_LIMIT_GRACE_S,
+        soft_time_limit=spec.timeout_s,
+        ignore_result=True,
+    )(run)
+
+
+app = create_app()
