@@ -1,0 +1,223 @@
+"""The `offload` command: run the system (`dev`, `api`, `worker`) and use it (`submit`, `jobs`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from offload.settings import get_settings
+
+TERMINAL = {"SUCCESS", "FAILURE", "REVOKED"}
+
+
+class ApiError(RuntimeError):
+    """The API answered with an error (or not at all)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `offload` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except ApiError as exc:
+        print(f"offload: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    settings = get_settings()
+    default_api = settings.api_base()
+    parser = argparse.ArgumentParser(prog="offload", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    dev = sub.add_parser("dev", help="the whole system on a local AWS (moto), until Ctrl-C")
+    dev.add_argument("--aws-port", type=int, default=settings.local_aws_port)
+    dev.add_argument("--api-port", type=int, default=settings.api_port)
+    dev.set_defaults(run=_dev)
+
+    api = sub.add_parser("api", help="serve the API with uvicorn")
+    api.add_argument("--host", default=settings.api_host)
+    api.add_argument("--port", type=int, default=settings.api_port)
+    api.set_defaults(run=_api)
+
+    worker = sub.add_parser("worker", help="a Celery worker for one queue lane")
+    worker.add_argument("--lane", choices=["cpu", "gpu"], required=True)
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=settings.worker_concurrency,
+        help="pool processes (default: cores for cpu, 1 for gpu)",
+    )
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(run=_worker)
+
+    submit = sub.add_parser("submit", help="submit a job: offload submit TASK JSON [--wait]")
+    submit.add_argument("task")
+    submit.add_argument("payload", nargs="?", default="{}", help="the payload as JSON")
+    submit.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    submit.add_argument("--idempotency-key")
+    submit.add_argument("--api", default=default_api)
+    submit.set_defaults(run=_submit)
+
+    jobs = sub.add_parser("jobs", help="list jobs or show one")
+    jobs_sub = jobs.add_subparsers(required=True, metavar="ACTION")
+    listing = jobs_sub.add_parser("list", help="your jobs, newest first")
+    listing.add_argument("--status")
+    listing.add_argument("--task")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--cursor")
+    listing.add_argument("--api", default=default_api)
+    listing.set_defaults(run=_jobs_list)
+    show = jobs_sub.add_parser("show", help="one job")
+    show.add_argument("job_id")
+    show.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    show.add_argument("--api", default=default_api)
+    show.set_defaults(run=_jobs_show)
+    return parser
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from infra import dev
+
+    return dev.run(args.aws_port, args.api_port)
+
+
+def _api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run("functions.api.main:app", host=args.host, port=args.port)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    # Celery is imported here only: the rest of the command stays light.
+    from workers.app import app
+
+    concurrency = args.concurrency or (1 if args.lane == "gpu" else (os.cpu_count() or 1))
+    app.worker_main(
+        [
+            "worker",
+            "-Q",
+            args.lane,
+            "-n",
+            f"{args.lane}-{os.getpid()}@%h",
+            "-c",
+            str(concurrency),
+            "-l",
+            args.loglevel,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        print(f"offload: the payload is not JSON: {exc}", file=sys.stderr)
+        return 2
+    body: dict[str, Any] = {"task": args.task, "payload": payload}
+    if args.idempotency_key:
+        body["idempotency_key"] = args.idempotency_key
+    job = _call(args.api, "POST", "/jobs", body)
+    if not args.wait:
+        _print(job)
+        return 0
+    return _follow(args.api, job)
+
+
+def _jobs_list(args: argparse.Namespace) -> int:
+    query = {
+        k: v
+        for k, v in {
+            "status": args.status,
+            "task": args.task,
+            "limit": args.limit,
+            "cursor": args.cursor,
+        }.items()
+        if v is not None
+    }
+    page = _call(args.api, "GET", "/jobs?" + urllib.parse.urlencode(query))
+    for job in page["jobs"]:
+        progress = job.get("progress") or {}
+        print(
+            f"{job['job_id']}  {job['status']:<8} {job['task']:<20} {job['lane']:<6} "
+            f"attempts={job['attempts']} {progress.get('message', '')}"
+        )
+    if page.get("next_cursor"):
+        print(f"more: --cursor {page['next_cursor']}")
+    return 0
+
+
+def _jobs_show(args: argparse.Namespace) -> int:
+    job = _call(args.api, "GET", f"/jobs/{urllib.parse.quote(args.job_id)}")
+    if args.wait:
+        return _follow(args.api, job)
+    _print(job)
+    return 0
+
+
+def _follow(api: str, job: dict[str, Any]) -> int:
+    """Long-poll the job, telling each change on stderr, until it ends."""
+    seen = None
+    while True:
+        state = (job["status"], job["attempts"], json.dumps(job.get("progress")))
+        if state != seen:
+            progress = job.get("progress") or {}
+            note = (
+                f" {progress.get('percent', 0):.0f}% {progress.get('message', '')}"
+                if progress
+                else ""
+            )
+            print(
+                f"{job['job_id']} {job['status']} (attempt {job['attempts']}){note}",
+                file=sys.stderr,
+                flush=True,
+            )
+            seen = state
+        if job["status"] in TERMINAL:
+            _print(job)
+            return 0 if job["status"] == "SUCCESS" else 1
+        job = _call(api, "GET", f"/jobs/{job['job_id']}?wait=20")
+
+
+def _call(api: str, method: str, path: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        api.rstrip("/") + path,
+        data=data,
+        method=method,
+        headers={"content-type": "application/json", "accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            error = json.loads(exc.read())["error"]
+            raise ApiError(f"{exc.code} {error['type']}: {error['message']}") from None
+        except (ValueError, KeyError, TypeError):
+            raise ApiError(f"{exc.code} from {api}{path}") from None
+    except urllib.error.URLError as exc:
+        raise ApiError(
+            f"cannot reach the API at {api} ({exc.reason}); is `make dev` running?"
+        ) from None
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

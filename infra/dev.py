@@ -1,0 +1,253 @@
+"""The whole system on this machine: a moto server as the local AWS, provisioned from
+`template.yaml`, the API under uvicorn and one Celery worker per queue lane.
+
+`offload dev` runs it in the foreground; the end-to-end tests start the same `LocalSystem`
+on free ports.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from infra.local_stack import provision, wait_for_endpoint
+from offload.settings import QueueLane, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ProcessDied(RuntimeError):
+    """A process of the local system exited while it should be serving."""
+
+
+@dataclass
+class Child:
+    """A started process and where its output goes."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path | None
+
+    def output(self) -> str:
+        """The tail of what it printed (when it prints to a file)."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")[-8000:]
+
+
+@dataclass
+class LocalSystem:
+    """The processes of a local offload, started and stopped together.
+
+    :param aws_port: the moto server's port.
+    :param api_port: the API's port.
+    :param lanes: one worker per lane.
+    :param log_dir: where each process writes its output; None: this terminal.
+    """
+
+    aws_port: int = 5000
+    api_port: int = 8000
+    host: str = "127.0.0.1"
+    lanes: tuple[QueueLane, ...] = ("cpu", "gpu")
+    log_dir: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    children: list[Child] = field(default_factory=list)
+
+    @property
+    def aws_url(self) -> str:
+        return f"http://{self.host}:{self.aws_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+    def settings(self) -> Settings:
+        """The settings every process of this system runs with."""
+        return Settings(aws_endpoint_url=self.aws_url, api_host=self.host, api_port=self.api_port)
+
+    def env(self) -> dict[str, str]:
+        """The environment of the children: only the endpoint is needed, names are defaults."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OFFLOAD_")}
+        env.update(
+            OFFLOAD_AWS_ENDPOINT_URL=self.aws_url,
+            OFFLOAD_API_HOST=self.host,
+            OFFLOAD_API_PORT=str(self.api_port),
+            PYTHONUNBUFFERED="1",
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Start everything and return once the API answers; stops all on failure."""
+        try:
+            self._spawn(
+                "aws",
+                [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.aws_port)],
+            )
+            wait_for_endpoint(self.aws_url, timeout_s)
+            provision(self.settings())
+            self._spawn(
+                "api",
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "functions.api.main:app",
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(self.api_port),
+                    "--log-level",
+                    "info",
+                ],
+            )
+            for lane in self.lanes:
+                self._spawn(
+                    f"worker-{lane}", [sys.executable, "-m", "infra.cli", "worker", "--lane", lane]
+                )
+            self._wait_http(f"{self.api_url}/healthz", timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_workers_ready(self, timeout_s: float = 60.0) -> None:
+        """Block until every worker has said Celery's `ready.` (needs `log_dir`)."""
+        deadline = time.monotonic() + timeout_s
+        for child in self.children:
+            if not child.name.startswith("worker-"):
+                continue
+            while " ready." not in child.output():
+                self.check_alive()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{child.name} not ready:\n{child.output()}")
+                time.sleep(0.2)
+
+    def check_alive(self) -> None:
+        """Raise `ProcessDied` (with its output) if any child has exited."""
+        for child in self.children:
+            code = child.process.poll()
+            if code is not None:
+                raise ProcessDied(f"{child.name} exited with {code}\n{child.output()}")
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Stop every child: SIGTERM to its process group, then SIGKILL after `grace_s`."""
+        for child in reversed(self.children):
+            _signal_group(child.process, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for child in reversed(self.children):
+            try:
+                child.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(child.process, signal.SIGKILL)
+                child.process.wait(5)
+            # Celery's pool children share the group: make sure none outlives its parent.
+            _signal_group(child.process, signal.SIGKILL)
+        self.children.clear()
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        out: IO[bytes] | int | None = None
+        log_path = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            log_path = self.log_dir / f"{name}.log"
+            out = log_path.open("ab")
+        process = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=self.env(),
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        if out is not None and not isinstance(out, int):
+            out.close()  # the child holds its own descriptor
+        self.children.append(Child(name, process, log_path))
+
+    def _wait_http(self, url: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not answer within {timeout_s:g} s")
+            time.sleep(0.2)
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run(aws_port: int, api_port: int) -> int:
+    """`offload dev`: start, print where to look, and stop everything on Ctrl-C or SIGTERM."""
+    system = LocalSystem(aws_port=aws_port, api_port=api_port)
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"offload dev: starting the local AWS on {system.aws_url} ...", flush=True)
+    system.start()
+    print(_banner(system), flush=True)
+    code = 0
+    try:
+        while not stopping:
+            try:
+                system.check_alive()
+            except ProcessDied as exc:
+                print(f"offload dev: {exc}; stopping everything", file=sys.stderr, flush=True)
+                code = 1
+                break
+            time.sleep(0.5)
+    finally:
+        print("offload dev: stopping ...", flush=True)
+        system.stop()
+        print("offload dev: stopped", flush=True)
+    return code
+
+
+def _banner(system: LocalSystem) -> str:
+    api = system.api_url
+    return f"""
+offload is up.
+  API            {api}   (OpenAPI docs: {api}/docs)
+  local AWS      {system.aws_url}   (moto server; export OFFLOAD_AWS_ENDPOINT_URL={system.aws_url})
+  workers        {", ".join(system.lanes)} (Celery on SQS)
+
+Try:
+  curl -s -X POST {api}/jobs -H 'content-type: application/json' \\
+       -d '{{"task": "diag.sleep", "payload": {{"seconds": 3}}}}'
+  .venv/bin/offload submit diag.sleep '{{"seconds": 3}}' --wait
+  .venv/bin/offload jobs list
+
+Ctrl-C stops every process started here.
+"""
