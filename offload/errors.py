@@ -45,6 +45,15 @@ class InvalidPayload(OffloadError):
         return cls(task, errors)
 
 
+class PayloadTooLarge(OffloadError):
+    """A payload is larger than a job message can carry."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"payload is {size} bytes as JSON; the limit is {limit} bytes")
+
+
 class JobNotFound(OffloadError):
     """No job with that id (or not one the caller may see)."""
 

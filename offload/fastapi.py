@@ -35,7 +35,7 @@ class Offload:
         self.inline = InlineRunner(
             self.store, settings.inline_concurrency, settings.inline_retry_max_delay_s
         )
-        self._orphans: set[asyncio.Task[Any]] = set()
+        self._running: set[asyncio.Task[Any]] = set()
 
     def install(self, app: FastAPI) -> FastAPI:
         """Make `JobsDep` work in `app`'s routes."""
@@ -43,10 +43,24 @@ class Offload:
         return app
 
     def run_soon(self, spec: TaskSpec, job_id: str, payload: Any) -> None:
-        """Start an inline job now, for a request whose response will carry no background."""
+        """Start an inline job on the event loop, detached from the request that submitted it.
+
+        Run inside the request's background tasks, the job would hold that request's ASGI
+        cycle open, and uvicorn serves the next request on the same keep-alive connection
+        only after it: a client polling its own job would wait for the job to finish.
+        """
         task = asyncio.get_running_loop().create_task(self.inline.run(spec, job_id, payload))
-        self._orphans.add(task)  # keep a reference until done, or the loop may drop it
-        task.add_done_callback(self._orphans.discard)
+        self._running.add(task)  # keep a reference until done, or the loop may drop it
+        task.add_done_callback(self._running.discard)
+
+    async def start_after_response(self, spec: TaskSpec, job_id: str, payload: Any) -> None:
+        """A background task (run once the response is sent) that starts an inline job."""
+        self.run_soon(spec, job_id, payload)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for running inline jobs (at shutdown)."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout_s)
 
 
 def get_offload(request: Request) -> Offload:
@@ -72,7 +86,7 @@ async def get_jobs(
 
     def defer(spec: TaskSpec, job_id: str, payload: Any) -> None:
         deferred.append((spec, job_id, payload))
-        background.add_task(offload.inline.run, spec, job_id, payload)
+        background.add_task(offload.start_after_response, spec, job_id, payload)
 
     try:
         yield Jobs(offload.catalog, offload.store, offload.publisher, defer, caller=caller)

@@ -19,6 +19,7 @@ from offload.errors import (
     JobAlreadyExists,
     JobNotFound,
     JobStateConflict,
+    PayloadTooLarge,
 )
 from offload.job import Job, JobStatus, utcnow
 from offload.queues import QueuePublisher
@@ -66,11 +67,14 @@ class Jobs:
     ) -> Job:
         """Create the job and dispatch it to its task's lane; returns it as PENDING.
 
-        Raises `UnknownTask` or `InvalidPayload` before anything is stored, and
+        Raises `UnknownTask`, `InvalidPayload` or `PayloadTooLarge` before anything is stored, and
         `AwsUnavailable` when the job could not be stored or dispatched (then no job remains).
         """
         spec = self.catalog.get(task if isinstance(task, str) else _task_name(self.catalog, task))
         data = spec.parse(payload).model_dump(mode="json")
+        size = len(json.dumps(data).encode())
+        if size > self.store.settings.max_payload_bytes:
+            raise PayloadTooLarge(size, self.store.settings.max_payload_bytes)
         job = self._new_job(spec, data, idempotency_key)
         try:
             await asyncio.to_thread(self.store.create, job)

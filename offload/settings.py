@@ -40,11 +40,16 @@ class Settings(BaseSettings):
     # Inline lane: threads per API process, and the longest inline job a task may declare.
     inline_concurrency: int = Field(default=4, ge=1, le=64)
     inline_retry_max_delay_s: float = Field(default=5.0, ge=0)
+    # At API shutdown, how long running inline jobs may take to finish.
+    inline_shutdown_grace_s: float = Field(default=15.0, ge=0)
 
     worker_concurrency: int | None = Field(default=None, ge=1)
     # Long-poll time of a worker's SQS receive.
     worker_wait_time_s: int = Field(default=10, ge=0, le=20)
 
+    # A payload rides in the SQS message (base64 twice: x1.78) and the DynamoDB item (400 KB),
+    # so 128 KiB of JSON keeps both under their limits.
+    max_payload_bytes: int = Field(default=128 * 1024, ge=1024, le=128 * 1024)
     job_retention_days: int = Field(default=30, ge=1)
     # Seconds an AWS call may take before the API answers 503.
     aws_timeout_s: float = Field(default=5.0, gt=0)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 # The index behind `GET /jobs`: a caller's jobs, newest first.
 CALLER_INDEX = "caller-created"
+# Ids are UUIDs; anything much longer cannot be a job (and nears DynamoDB's key limit).
+MAX_JOB_ID_CHARS = 128
 _JSON_FIELDS = ("payload", "result", "error", "progress")
 _TIME_FIELDS = ("created_at", "started_at", "finished_at", "updated_at", "next_attempt_at")
 
@@ -50,6 +52,8 @@ class JobStore:
 
     def get(self, job_id: str) -> Job:
         """The job, read consistently; `JobNotFound` when absent."""
+        if not job_id or len(job_id) > MAX_JOB_ID_CHARS:
+            raise JobNotFound(job_id[:MAX_JOB_ID_CHARS])  # DynamoDB would refuse such a key
         with aws.unavailable_as("DynamoDB"):
             out = self.client.get_item(
                 TableName=self.table, Key={"job_id": {"S": job_id}}, ConsistentRead=True

@@ -18,6 +18,7 @@ from offload.errors import (
     JobAlreadyExists,
     JobNotFound,
     JobStateConflict,
+    PayloadTooLarge,
     UnknownTask,
 )
 from offload.store import InvalidCursor
@@ -64,6 +65,8 @@ async def _offload_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(
             422, "invalid_request", f"cursor: {exc}", [{"field": "cursor", "message": str(exc)}]
         )
+    if isinstance(exc, PayloadTooLarge):
+        return error_response(413, "payload_too_large", str(exc), {"limit_bytes": exc.limit})
     if isinstance(exc, JobNotFound):
         return error_response(404, "job_not_found", str(exc))
     if isinstance(exc, IdempotencyMismatch | JobAlreadyExists | JobStateConflict):
@@ -94,6 +97,7 @@ def install(app: FastAPI) -> None:
         UnknownTask,
         InvalidPayload,
         InvalidCursor,
+        PayloadTooLarge,
         JobNotFound,
         IdempotencyMismatch,
         JobAlreadyExists,

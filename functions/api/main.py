@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from mangum import Mangum
 
@@ -16,12 +19,22 @@ from offload.settings import Settings, get_settings
 
 def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:
     """A new app; tests pass their own settings and catalog."""
+    settings = settings or get_settings()
+    offload = Offload(settings, catalog or tasks.catalog())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # uvicorn stopping: let inline jobs that already started finish.
+        await offload.drain(settings.inline_shutdown_grace_s)
+
     app = FastAPI(
         title="offload",
         version="0.1.0",
         description="Submit background jobs and read their status.",
+        lifespan=lifespan,
     )
-    Offload(settings or get_settings(), catalog or tasks.catalog()).install(app)
+    offload.install(app)
     errors.install(app)
     for module in (jobs, task_routes, documents, health):
         app.include_router(module.router)
