@@ -1,0 +1,68 @@
+"""Diagnostic tasks: for smoke tests of a deployment and for offload's own tests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from offload import JobContext, task
+
+
+class Echo(BaseModel):
+    """Anything: echoed back as the result."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Nap(BaseModel):
+    seconds: float = Field(ge=0, le=10, description="how long to sleep, at most 10 s")
+
+
+class Sleep(BaseModel):
+    seconds: float = Field(ge=0, le=600, description="how long to sleep, at most 10 minutes")
+
+
+class Flaky(BaseModel):
+    fail_times: int = Field(ge=0, le=10, description="attempts that fail before one succeeds")
+
+
+@task("diag.echo", lane="inline", payload=Echo, max_attempts=1, timeout_s=5)
+def echo(payload: Echo, ctx: JobContext) -> dict[str, Any]:
+    """Return the payload: the shortest round trip through the inline lane."""
+    return payload.model_dump(mode="json")
+
+
+@task("diag.nap", lane="inline", payload=Nap, max_attempts=1, timeout_s=12)
+def nap(payload: Nap, ctx: JobContext) -> dict[str, float]:
+    """Sleep in the API process after the response (at most 10 s)."""
+    time.sleep(payload.seconds)
+    return {"slept_s": payload.seconds}
+
+
+@task("diag.sleep", lane="cpu", payload=Sleep, max_attempts=1, timeout_s=660)
+def sleep(payload: Sleep, ctx: JobContext) -> dict[str, float]:
+    """Sleep on a cpu worker, reporting progress each second."""
+    started = time.monotonic()
+    whole = int(payload.seconds)
+    for second in range(whole):
+        ctx.progress(
+            100 * second / max(payload.seconds, 1e-9), f"{second} of {payload.seconds:g} s"
+        )
+        time.sleep(1)
+    time.sleep(payload.seconds - whole)
+    ctx.progress(100, "done")
+    return {"slept_s": round(time.monotonic() - started, 3)}
+
+
+class FlakyError(RuntimeError):
+    """The planned failure of `diag.flaky`."""
+
+
+@task("diag.flaky", lane="cpu", payload=Flaky, max_attempts=5, timeout_s=30, backoff_s=1)
+def flaky(payload: Flaky, ctx: JobContext) -> dict[str, int]:
+    """Fail the first `fail_times` attempts, then succeed: shows retries and backoff."""
+    if ctx.attempt <= payload.fail_times:
+        raise FlakyError(f"planned failure {ctx.attempt} of {payload.fail_times}")
+    return {"attempt": ctx.attempt}

