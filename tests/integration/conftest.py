@@ -1,0 +1,53 @@
+"""In-process AWS (moto's `mock_aws`) with the template's resources provisioned."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from infra.local_stack import Clients, provision
+from offload.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+
+@pytest.fixture
+def settings() -> Iterator[Settings]:
+    """Settings for a fresh mocked AWS holding the queues, table and bucket of template.yaml.
+
+    No endpoint: moto intercepts boto3's calls to AWS's own hostnames in-process.
+    """
+    with mock_aws():
+        settings = Settings(inline_retry_max_delay_s=0.05)
+        provision(
+            settings,
+            clients=Clients(
+                sqs=boto3.client("sqs"), dynamodb=boto3.client("dynamodb"), s3=boto3.client("s3")
+            ),
+        )
+        yield settings
+
+
+@pytest.fixture
+def drain(settings: Settings) -> Callable[[str], list[str]]:
+    """Read and delete every message visible on a lane's queue (delayed ones included)."""
+
+    def read(lane: str) -> list[str]:
+        client: SQSClient = boto3.client("sqs")
+        url = settings.queue_url("cpu" if lane == "cpu" else "gpu")
+        bodies: list[str] = []
+        while True:
+            out = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            messages = out.get("Messages", [])
+            if not messages:
+                return bodies
+            for message in messages:
+                bodies.append(message["Body"])
+                client.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+    return read

@@ -1,0 +1,201 @@
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from functions.api.main import create_app
+from infra.dev import free_port
+from offload import celery_protocol
+from offload.settings import Settings
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    # As a context manager, the client keeps one event loop: inline jobs run on it after
+    # each response, as under uvicorn.
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def finished(client: TestClient, job_id: str) -> dict[str, Any]:
+    """Long-poll until the job ends."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(f"/jobs/{job_id}?wait=5").json()
+        if job["status"] in ("SUCCESS", "FAILURE", "REVOKED"):
+            return job
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def submit(client: TestClient, task: str, payload: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    response = client.post("/jobs", json={"task": task, "payload": payload, **extra})
+    assert response.status_code == 202, response.text
+    assert response.headers["location"] == f"/jobs/{response.json()['job_id']}"
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_inline_job_runs_after_the_response_and_succeeds(client: TestClient) -> None:
+    job = submit(client, "diag.echo", {"hello": "world"})
+    assert job["status"] == "PENDING" and job["lane"] == "inline"
+    done = finished(client, job["job_id"])
+    assert done["status"] == "SUCCESS"
+    assert done["result"] == {"hello": "world"}
+    assert done["attempts"] == 1 and done["finished_at"] is not None
+
+
+def test_queue_job_is_sent_to_its_lane_as_a_celery_message(
+    client: TestClient, drain: Callable[[str], list[str]]
+) -> None:
+    job = submit(client, "diag.sleep", {"seconds": 1})
+    assert job["lane"] == "cpu" and job["status"] == "PENDING"
+    (body,) = drain("cpu")
+    message = celery_protocol.decode(body)
+    assert message["task"] == "diag.sleep" and message["id"] == job["job_id"]
+    assert message["kwargs"] == {"payload": {"seconds": 1.0}, "attempt": 1}
+    assert message["routing_key"] == "cpu"
+    assert drain("gpu") == []
+
+
+def test_unknown_task_is_422_naming_the_task(client: TestClient) -> None:
+    response = client.post("/jobs", json={"task": "no.such", "payload": {}})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["type"] == "unknown_task"
+    assert "no.such" in error["message"] and "diag.echo" in error["message"]
+
+
+def test_invalid_payload_is_422_naming_the_field(client: TestClient) -> None:
+    response = client.post("/jobs", json={"task": "diag.nap", "payload": {"seconds": 99}})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["type"] == "invalid_payload"
+    assert error["details"][0]["field"] == "payload.seconds"
+    assert "10" in error["details"][0]["message"]
+
+
+def test_malformed_request_is_422_in_the_same_shape(client: TestClient) -> None:
+    response = client.post("/jobs", json={"payload": {}, "surprise": 1})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request"
+    assert {d["field"] for d in error["details"]} == {"task", "surprise"}
+
+
+def test_oversized_payload_is_413_with_the_limit(client: TestClient) -> None:
+    rows = [["x" * 100] for _ in range(2000)]  # ~210 KB: over SQS's reach once encoded
+    response = client.post(
+        "/jobs",
+        json={"task": "reports.pdf", "payload": {"title": "t", "columns": ["c"], "rows": rows}},
+    )
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert error["type"] == "payload_too_large" and "131072" in error["message"]
+    assert client.get("/jobs").json()["jobs"] == []
+
+
+def test_unknown_job_is_404(client: TestClient) -> None:
+    response = client.get("/jobs/00000000-0000-0000-0000-000000000000")
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "job_not_found"
+
+
+def test_absurd_job_id_is_404_not_a_crash(client: TestClient) -> None:
+    response = client.get("/jobs/" + "x" * 5000)
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "job_not_found"
+
+
+def test_wait_is_bounded(client: TestClient) -> None:
+    job = submit(client, "diag.echo", {})
+    response = client.get(f"/jobs/{job['job_id']}?wait=21")
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["field"] == "wait"
+
+
+def test_wait_on_a_finished_job_answers_at_once(client: TestClient) -> None:
+    job = finished(client, submit(client, "diag.echo", {})["job_id"])
+    started = time.monotonic()
+    response = client.get(f"/jobs/{job['job_id']}?wait=20")
+    assert response.json()["status"] == "SUCCESS"
+    assert time.monotonic() - started < 10  # not the full 20 s: nothing more can change
+
+
+def test_list_is_newest_first_and_paginated(client: TestClient) -> None:
+    ids = [submit(client, "diag.echo", {"n": n})["job_id"] for n in range(5)]
+    first = client.get("/jobs?limit=2").json()
+    assert [j["job_id"] for j in first["jobs"]] == ids[::-1][:2]
+    rest = client.get(f"/jobs?limit=10&cursor={first['next_cursor']}").json()
+    assert [j["job_id"] for j in rest["jobs"]] == ids[::-1][2:]
+    assert rest["next_cursor"] is None
+    assert client.get("/jobs?cursor=nonsense").status_code == 422
+    assert client.get("/jobs?status=BOGUS").status_code == 422
+
+
+def test_idempotency_key_returns_the_same_job(client: TestClient) -> None:
+    first = submit(client, "diag.echo", {"a": 1}, idempotency_key="order-42")
+    again = submit(client, "diag.echo", {"a": 1}, idempotency_key="order-42")
+    assert again["job_id"] == first["job_id"]
+    clash = client.post(
+        "/jobs", json={"task": "diag.echo", "payload": {"a": 2}, "idempotency_key": "order-42"}
+    )
+    assert clash.status_code == 409
+    assert clash.json()["error"]["type"] == "conflict"
+
+
+def test_tasks_lists_the_catalog(client: TestClient) -> None:
+    tasks = {t["name"]: t for t in client.get("/tasks").json()["tasks"]}
+    assert tasks["diag.sleep"]["lane"] == "cpu"
+    assert tasks["embeddings.embed"]["lane"] == "gpu"
+    assert tasks["diag.nap"]["payload_schema"]["properties"]["seconds"]["maximum"] == 10
+    assert tasks["diag.flaky"]["max_attempts"] == 5
+
+
+def test_healthz(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_unreachable_aws_is_503_and_leaves_no_job() -> None:
+    dead = Settings(aws_endpoint_url=f"http://127.0.0.1:{free_port()}", aws_timeout_s=0.5)
+    client = TestClient(create_app(dead))
+    response = client.post("/jobs", json={"task": "diag.echo", "payload": {}})
+    assert response.status_code == 503
+    assert response.json()["error"]["type"] == "service_unavailable"
+    assert response.headers["retry-after"]
+    assert client.get("/jobs/00000000-0000-0000-0000-000000000000").status_code == 503
+
+
+def test_failed_dispatch_leaves_no_pending_job(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQS fails (the queue is gone) while DynamoDB works: the job must not stay PENDING
+    import boto3
+
+    boto3.client("sqs").delete_queue(QueueUrl=settings.queue_url("cpu"))
+    client = TestClient(create_app(settings))
+    response = client.post("/jobs", json={"task": "diag.sleep", "payload": {"seconds": 1}})
+    assert response.status_code == 503, response.text
+    assert client.get("/jobs").json()["jobs"] == []
+
+
+def test_documents_route_answers_with_both_jobs(
+    client: TestClient, settings: Settings, drain: Callable[[str], list[str]]
+) -> None:
+    response = client.post("/documents", json={"title": "Notes", "text": "one\n\ntwo"})
+    assert response.status_code == 202, response.text
+    body = response.json()
+    audit = finished(client, body["jobs"]["audit"])
+    assert audit["status"] == "SUCCESS" and audit["task"] == "audit.record"
+    (message,) = drain("gpu")
+    decoded = celery_protocol.decode(message)
+    assert decoded["id"] == body["jobs"]["embedding"]
+    assert decoded["kwargs"]["payload"] == {"texts": ["one\n\ntwo"]}
+    import boto3
+
+    key = body["uri"].split("/", 3)[3]
+    stored = boto3.client("s3").get_object(Bucket=settings.bucket_name(), Key=key)
+    assert b"Notes" in stored["Body"].read()

@@ -1,0 +1,155 @@
+"""The local stack: template.yaml's resources on moto, in-process and over HTTP."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+
+from infra.local_stack import Clients, LocalStack, LocalStackError, provision, wait_for_endpoint
+from infra.template import load_template
+from offload.settings import QueueLane, Settings
+from offload.store import CALLER_INDEX
+
+LANES: tuple[QueueLane, ...] = ("cpu", "gpu")
+
+
+@pytest.fixture(autouse=True)
+def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto accepts any credentials; fake ones guarantee that nothing reaches real AWS."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def _mocked_clients(region: str) -> Clients:
+    # mock_aws intercepts only AWS's own hostnames, not a custom endpoint_url: inject clients.
+    return Clients(
+        sqs=boto3.client("sqs", region_name=region),
+        dynamodb=boto3.client("dynamodb", region_name=region),
+        s3=boto3.client("s3", region_name=region),
+    )
+
+
+@pytest.fixture(params=["us-east-1", "eu-west-1"])
+def mocked(request: pytest.FixtureRequest) -> Iterator[tuple[Settings, Clients]]:
+    """Settings and clients of a fresh in-process moto, in two regions (S3 differs in us-east-1)."""
+    with mock_aws():
+        region: str = request.param
+        yield Settings(aws_region=region), _mocked_clients(region)
+
+
+def _check(stack: LocalStack, settings: Settings, clients: Clients) -> None:
+    """The provisioned resources are where Settings looks for them, configured as declared."""
+    assert stack.queues["CpuQueue"] == settings.queue_url("cpu")
+    assert stack.queues["GpuQueue"] == settings.queue_url("gpu")
+    assert stack.tables == {"JobsTable": settings.table_name()}
+    assert stack.buckets == {"ResultsBucket": settings.bucket_name()}
+    assert "ApiFunction" in stack.skipped
+
+    for lane in LANES:
+        attrs = clients.sqs.get_queue_attributes(
+            QueueUrl=settings.queue_url(lane), AttributeNames=["All"]
+        )["Attributes"]
+        redrive = json.loads(attrs["RedrivePolicy"])
+        dlq_arn = stack.arns[f"{lane.title()}DeadLetterQueue"]
+        assert dlq_arn.endswith(f":{settings.aws_account_id}:{settings.stack_name}-{lane}-dlq")
+        assert redrive["deadLetterTargetArn"] == dlq_arn
+        assert int(redrive["maxReceiveCount"]) == 5
+        assert attrs["VisibilityTimeout"] == "900"
+        assert attrs["MessageRetentionPeriod"] == str(14 * 24 * 3600)
+        assert attrs["ReceiveMessageWaitTimeSeconds"] == "20"
+
+    table = clients.dynamodb.describe_table(TableName=settings.table_name())["Table"]
+    assert [k["AttributeName"] for k in table["KeySchema"]] == ["job_id"]
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == CALLER_INDEX
+    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [
+        ("caller", "HASH"),
+        ("created_at", "RANGE"),
+    ]
+    ttl = clients.dynamodb.describe_time_to_live(TableName=settings.table_name())
+    assert ttl["TimeToLiveDescription"] == {
+        "TimeToLiveStatus": "ENABLED",
+        "AttributeName": "expires_at",
+    }
+
+    bucket = settings.bucket_name()
+    block = clients.s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values())
+    (rule,) = clients.s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert rule["Expiration"] == {"Days": 30}
+    assert rule.get("Filter", {}).get("Prefix") == "jobs/"
+
+
+def test_provision_creates_the_template_resources(mocked: tuple[Settings, Clients]) -> None:
+    settings, clients = mocked
+    _check(provision(settings, clients=clients), settings, clients)
+
+
+def test_provision_twice_reuses_what_exists(mocked: tuple[Settings, Clients]) -> None:
+    settings, clients = mocked
+    first = provision(settings, clients=clients)
+    second = provision(settings, clients=clients)
+    assert second == first
+    _check(second, settings, clients)
+
+
+def test_provision_updates_a_queue_whose_template_changed(
+    mocked: tuple[Settings, Clients],
+) -> None:
+    settings, clients = mocked
+    provision(settings, clients=clients)
+    template = load_template()
+    template["Resources"]["CpuQueue"]["Properties"]["VisibilityTimeout"] = 60
+    provision(settings, template, clients=clients)
+    attrs = clients.sqs.get_queue_attributes(
+        QueueUrl=settings.queue_url("cpu"), AttributeNames=["VisibilityTimeout"]
+    )["Attributes"]
+    assert attrs["VisibilityTimeout"] == "60"
+
+
+def test_provision_refuses_to_run_without_an_endpoint() -> None:
+    with pytest.raises(LocalStackError, match="OFFLOAD_AWS_ENDPOINT_URL"):
+        provision(Settings())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_wait_for_endpoint_times_out_when_nothing_listens() -> None:
+    with pytest.raises(TimeoutError):
+        wait_for_endpoint(f"http://127.0.0.1:{_free_port()}", timeout_s=0.3)
+
+
+@pytest.fixture
+def moto_server() -> Iterator[str]:
+    """A real moto server on a free local port; its endpoint URL."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def test_provision_over_http_gives_the_queue_urls_settings_compute(moto_server: str) -> None:
+    wait_for_endpoint(moto_server, timeout_s=10)
+    settings = Settings(aws_endpoint_url=moto_server)
+    stack = provision(settings)
+    # settings.queue_url computes `{endpoint}/{account}/{name}` without an AWS call: moto's
+    # server must hand out exactly that form.
+    for lane in LANES:
+        assert stack.queues[f"{lane.title()}Queue"] == f"{moto_server}/123456789012/offload-{lane}"
+    assert provision(settings) == stack
+    _check(stack, settings, Clients.for_endpoint(settings))

@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from offload.errors import JobAlreadyExists, JobNotFound, JobStateConflict
+from offload.job import Job, JobError, JobStatus, Progress, utcnow
+from offload.settings import Settings
+from offload.store import InvalidCursor, JobStore
+
+
+def new_job(caller: str = "local", task: str = "diag.sleep", max_attempts: int = 3) -> Job:
+    now = utcnow()
+    return Job(
+        job_id=str(uuid.uuid4()),
+        task=task,
+        lane="cpu",
+        status=JobStatus.PENDING,
+        max_attempts=max_attempts,
+        created_at=now,
+        updated_at=now,
+        caller=caller,
+        payload={"seconds": 1},
+    )
+
+
+@pytest.fixture
+def store(settings: Settings) -> JobStore:
+    return JobStore(settings)
+
+
+def test_a_job_goes_from_pending_to_success(store: JobStore) -> None:
+    job = new_job()
+    store.create(job)
+    assert store.get(job.job_id).status is JobStatus.PENDING
+    started = store.start(job.job_id, 1)
+    assert started.status is JobStatus.STARTED and started.attempts == 1
+    assert started.started_at is not None
+    store.report_progress(job.job_id, 1, Progress(percent=50, message="half"))
+    assert store.get(job.job_id).progress == Progress(percent=50, message="half")
+    done = store.succeed(job.job_id, 1, {"ok": [1, 2.5]})
+    assert done.status is JobStatus.SUCCESS
+    assert done.result == {"ok": [1, 2.5]}
+    assert done.finished_at is not None and done.payload == {"seconds": 1}
+
+
+def test_retry_then_failure_keeps_the_last_error(store: JobStore) -> None:
+    job = new_job()
+    store.create(job)
+    store.start(job.job_id, 1)
+    later = utcnow() + timedelta(seconds=5)
+    retry = store.retry(job.job_id, 1, JobError(type="Boom", message="first"), later)
+    assert retry.status is JobStatus.RETRY and retry.next_attempt_at is not None
+    store.start(job.job_id, 2)
+    failed = store.fail(job.job_id, 2, JobError(type="Boom", message="second"))
+    assert failed.status is JobStatus.FAILURE and failed.attempts == 2
+    assert failed.error == JobError(type="Boom", message="second")
+    assert failed.next_attempt_at is None
+
+
+def test_duplicate_create_is_refused(store: JobStore) -> None:
+    job = new_job()
+    store.create(job)
+    with pytest.raises(JobAlreadyExists):
+        store.create(job)
+
+
+def test_duplicate_delivery_cannot_start_the_same_attempt_twice(store: JobStore) -> None:
+    job = new_job()
+    store.create(job)
+    store.start(job.job_id, 1)
+    with pytest.raises(JobStateConflict) as caught:
+        store.start(job.job_id, 1)
+    assert caught.value.current_status == "STARTED"
+    assert caught.value.current_attempts == 1
+
+
+def test_a_stale_writer_cannot_overwrite_a_newer_state(store: JobStore) -> None:
+    job = new_job()
+    store.create(job)
+    store.start(job.job_id, 1)
+    store.retry(job.job_id, 1, JobError(type="E", message="m"), utcnow())
+    store.start(job.job_id, 2)
+    # attempt 1's late success must not land on attempt 2
+    with pytest.raises(JobStateConflict):
+        store.succeed(job.job_id, 1, "late")
+    with pytest.raises(JobStateConflict):
+        store.report_progress(job.job_id, 1, Progress(percent=1))
+    store.succeed(job.job_id, 2, "right")
+    # and nothing moves a terminal job
+    with pytest.raises(JobStateConflict, match="SUCCESS"):
+        store.fail(job.job_id, 2, JobError(type="E", message="m"))
+    assert store.get(job.job_id).result == "right"
+
+
+def test_moves_outside_the_design_are_refused(store: JobStore) -> None:
+    job = new_job()
+    store.create(job)
+    with pytest.raises(JobStateConflict):  # PENDING -> SUCCESS skips STARTED
+        store.succeed(job.job_id, 0, "x")
+    with pytest.raises(JobStateConflict):  # PENDING -> RETRY
+        store.retry(job.job_id, 0, JobError(type="E", message="m"), utcnow())
+
+
+def test_unknown_job(store: JobStore) -> None:
+    with pytest.raises(JobNotFound):
+        store.get("nope")
+    with pytest.raises(JobStateConflict, match="does not exist"):
+        store.start("nope", 1)
+
+
+def test_discard_only_removes_an_undispatched_pending_job(store: JobStore) -> None:
+    job = new_job()
+    store.create(job)
+    store.discard_pending(job.job_id)
+    with pytest.raises(JobNotFound):
+        store.get(job.job_id)
+    other = new_job()
+    store.create(other)
+    store.start(other.job_id, 1)
+    with pytest.raises(JobStateConflict):
+        store.discard_pending(other.job_id)
+
+
+def test_listing_is_newest_first_paginated_and_filtered(store: JobStore) -> None:
+    created = []
+    for n in range(7):
+        job = new_job(task="diag.sleep" if n % 2 else "diag.flaky")
+        store.create(job)
+        created.append(job.job_id)
+    store.create(new_job(caller="someone-else"))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = store.list_for_caller("local", limit=3, cursor=cursor)
+        assert len(page) <= 3
+        seen += [job.job_id for job in page]
+        if cursor is None:
+            break
+    assert seen == list(reversed(created))
+    flaky, _ = store.list_for_caller("local", limit=10, task="diag.flaky")
+    assert [j.job_id for j in flaky] == [created[n] for n in (6, 4, 2, 0)]
+    store.start(created[3], 1)
+    started, _ = store.list_for_caller("local", limit=10, status=JobStatus.STARTED)
+    assert [j.job_id for j in started] == [created[3]]
+    # filtered pages are full pages, and their cursors continue where they stopped
+    first, cursor = store.list_for_caller("local", limit=2, task="diag.flaky")
+    assert [j.job_id for j in first] == [created[6], created[4]] and cursor
+    rest, _ = store.list_for_caller("local", limit=5, task="diag.flaky", cursor=cursor)
+    assert [j.job_id for j in rest] == [created[2], created[0]]
+
+
+def test_a_cursor_is_checked(store: JobStore) -> None:
+    for _ in range(3):
+        store.create(new_job())
+    _, cursor = store.list_for_caller("local", limit=1)
+    assert cursor
+    with pytest.raises(InvalidCursor):
+        store.list_for_caller("someone-else", limit=1, cursor=cursor)
+    with pytest.raises(InvalidCursor):
+        store.list_for_caller("local", limit=1, cursor="garbage!")

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from offload import JobContext, celery_protocol
+from offload.catalog import Catalog
+from offload.job import Job, JobStatus, utcnow
+from offload.settings import Settings
+from offload.store import JobStore
+from workers.runtime import Runtime
+
+
+class Count(BaseModel):
+    n: int
+
+
+calls: list[tuple[str, int]] = []
+catalog = Catalog()
+
+
+@catalog.task("t.ok", lane="cpu", payload=Count, max_attempts=3, backoff_s=1)
+def ok(payload: Count, ctx: JobContext) -> dict[str, int]:
+    calls.append((ctx.job_id, ctx.attempt))
+    ctx.progress(50, "half")
+    return {"double": payload.n * 2}
+
+
+@catalog.task("t.boom", lane="gpu", payload=Count, max_attempts=2, backoff_s=1)
+def boom(payload: Count, ctx: JobContext) -> None:
+    calls.append((ctx.job_id, ctx.attempt))
+    raise ValueError(f"boom {ctx.attempt}")
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Runtime:
+    calls.clear()
+    return Runtime(settings)
+
+
+def pending(store: JobStore, task: str, payload: Any) -> str:
+    spec = catalog.get(task)
+    now = utcnow()
+    job = Job(
+        job_id=str(uuid.uuid4()),
+        task=task,
+        lane=spec.lane,
+        status=JobStatus.PENDING,
+        max_attempts=spec.max_attempts,
+        created_at=now,
+        updated_at=now,
+        payload=payload,
+    )
+    store.create(job)
+    return job.job_id
+
+
+def test_success_records_result_and_progress(runtime: Runtime) -> None:
+    job_id = pending(runtime.store, "t.ok", {"n": 21})
+    outcome = runtime.execute(catalog.get("t.ok"), job_id, {"n": 21}, 1)
+    assert outcome.status is JobStatus.SUCCESS
+    job = runtime.store.get(job_id)
+    assert job.result == {"double": 42}
+    assert job.progress is not None and job.progress.message == "half"
+
+
+def test_a_duplicate_delivery_does_not_run_the_task_again(runtime: Runtime) -> None:
+    job_id = pending(runtime.store, "t.ok", {"n": 1})
+    runtime.execute(catalog.get("t.ok"), job_id, {"n": 1}, 1)
+    again = runtime.execute(catalog.get("t.ok"), job_id, {"n": 1}, 1)
+    assert again.status is None
+    assert calls == [(job_id, 1)]
+
+
+def test_failure_is_retried_through_a_delayed_sqs_message_then_fails(
+    runtime: Runtime, drain: Callable[[str], list[str]]
+) -> None:
+    spec = catalog.get("t.boom")
+    job_id = pending(runtime.store, "t.boom", {"n": 1})
+    first = runtime.execute(spec, job_id, {"n": 1}, 1)
+    assert first.status is JobStatus.RETRY and first.retry_in_s is not None
+    job = runtime.store.get(job_id)
+    assert job.status is JobStatus.RETRY and job.next_attempt_at is not None
+    assert job.error is not None and job.error.message == "boom 1"
+    assert first.retry_in_s <= 1.0  # full jitter under backoff_s * 2**0
+    time.sleep(first.retry_in_s + 0.5)  # the message is invisible for its SQS delay
+    (body,) = drain("gpu")
+    message = celery_protocol.decode(body)
+    assert message["id"] == job_id and message["kwargs"]["attempt"] == 2
+    last = runtime.execute(spec, job_id, message["kwargs"]["payload"], 2)
+    assert last.status is JobStatus.FAILURE
+    job = runtime.store.get(job_id)
+    assert (job.status, job.attempts) == (JobStatus.FAILURE, 2)
+    assert job.error is not None and (job.error.type, job.error.message) == ("ValueError", "boom 2")
+    assert drain("gpu") == []
+
+
+def test_invalid_payload_fails_at_once_without_retry(
+    runtime: Runtime, drain: Callable[[str], list[str]]
+) -> None:
+    job_id = pending(runtime.store, "t.ok", {"n": 1})
+    outcome = runtime.execute(catalog.get("t.ok"), job_id, {"n": "not a number"}, 1)
+    assert outcome.status is JobStatus.FAILURE
+    job = runtime.store.get(job_id)
+    assert job.error is not None and job.error.type == "InvalidPayload"
+    assert "payload.n" in job.error.message
+    assert calls == [] and drain("cpu") == []
+
+
+def test_celery_task_runs_the_runtime(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers import app as worker_app
+
+    celery_app = worker_app.create_app(settings, catalog)
+    monkeypatch.setattr(worker_app, "runtime_for", lambda _s: Runtime(settings))
+    calls.clear()
+    job_id = pending(JobStore(settings), "t.ok", {"n": 2})
+    celery_app.tasks["t.ok"].apply(kwargs={"payload": {"n": 2}, "attempt": 1}, task_id=job_id)
+    assert JobStore(settings).get(job_id).result == {"double": 4}
+    assert celery_app.tasks["t.ok"].soft_time_limit == 60.0
+    assert celery_app.amqp.router.route({}, "t.boom")["queue"].name == "gpu"

@@ -1,0 +1,88 @@
+"""`embeddings.embed` gives unit-length all-MiniLM-L6-v2 vectors that rank meaning sensibly."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, cast
+
+import pytest
+from pydantic import ValidationError
+
+from offload import JobContext
+from tasks.embeddings import DIM, Embed, embed, embed_texts, load_model
+
+Embedder = Callable[[list[str]], list[list[float]]]
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    """`embed_texts` with the model already loaded: loading takes seconds, so once per module."""
+    load_model()
+    return embed_texts
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True)) / (norm(a) * norm(b))
+
+
+def norm(v: list[float]) -> float:
+    return math.sqrt(sum(x * x for x in v))
+
+
+def test_vectors_are_384_dim_and_unit_length(embedder: Embedder) -> None:
+    vectors = embedder(["A man is playing a guitar.", "x", "Ünïcödé and 汉字 too."])
+    assert len(vectors) == 3
+    for vector in vectors:
+        assert len(vector) == DIM == 384
+        assert norm(vector) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_paraphrase_is_closer_than_an_unrelated_sentence(embedder: Embedder) -> None:
+    guitar, paraphrase, stocks = embedder(
+        [
+            "A man is playing a guitar.",
+            "Someone plays the guitar.",
+            "The stock market fell sharply today.",
+        ]
+    )
+    assert cosine(guitar, paraphrase) > cosine(guitar, stocks) + 0.3
+
+
+def test_the_same_text_gives_the_same_vector(embedder: Embedder) -> None:
+    first, second = embedder(["Deterministic, please.", "Deterministic, please."])
+    assert first == second
+    assert embedder(["Deterministic, please."])[0] == first
+
+
+def test_the_task_reports_model_and_dimension(embedder: Embedder) -> None:
+    class FakeContext:
+        job_id = "job-1"
+        attempt = 1
+
+        def __init__(self) -> None:
+            self.percents: list[float] = []
+
+        def progress(self, percent: float, message: str = "") -> None:
+            self.percents.append(percent)
+
+    ctx = FakeContext()
+    result = embed(Embed(texts=["one", "two"]), cast(JobContext, ctx))
+    assert result.model == "all-MiniLM-L6-v2"
+    assert result.dim == 384
+    assert result.vectors == embedder(["one", "two"])
+    assert ctx.percents[-1] == 100
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [["text"] * 33, [], [""], ["x" * 8001]],
+    ids=["33 texts", "no texts", "empty text", "8001 characters"],
+)
+def test_out_of_bounds_payloads_are_refused(texts: list[Any]) -> None:
+    with pytest.raises(ValidationError):
+        Embed(texts=texts)
+
+
+def test_thirty_two_texts_are_accepted() -> None:
+    assert len(Embed(texts=["text"] * 32).texts) == 32

@@ -1,0 +1,213 @@
+"""template.yaml and its reader: short tags, the resolver, and the declared resources."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.template import TemplateError, load_template, references, resolve
+from offload.store import CALLER_INDEX
+
+TAGS_YAML = """
+Resources:
+  R:
+    Type: Test
+    Properties:
+      ref: !Ref Thing
+      sub: !Sub "${AWS::StackName}-x"
+      sub_vars: !Sub ["${A}-b", {A: !Ref Thing}]
+      getatt_dotted: !GetAtt Queue.Arn
+      getatt_nested_dot: !GetAtt Db.Endpoint.Address
+      getatt_list: !GetAtt [Queue, Arn]
+      join: !Join [":", [a, b]]
+      select: !Select [0, [a, b]]
+      if: !If [IsProd, 1, 2]
+      equals: !Equals [a, b]
+      not: !Not [!Condition IsProd]
+      split: !Split [",", "a,b"]
+      find_in_map: !FindInMap [Map, Key, Value]
+      import_value: !ImportValue Exported
+      base64: !Base64 text
+      get_azs: !GetAZs ""
+      condition: !Condition IsProd
+      and: !And [!Condition A, !Condition B]
+      or: !Or [!Condition A, !Condition B]
+      cidr: !Cidr ["10.0.0.0/16", 4, 8]
+      date: 2010-09-09
+"""
+
+
+def _load(tmp_path: Path, text: str) -> dict[str, Any]:
+    path = tmp_path / "template.yaml"
+    path.write_text(text)
+    return load_template(path)
+
+
+def test_loader_turns_every_short_tag_into_its_long_form(tmp_path: Path) -> None:
+    props = _load(tmp_path, TAGS_YAML)["Resources"]["R"]["Properties"]
+    assert props == {
+        "ref": {"Ref": "Thing"},
+        "sub": {"Fn::Sub": "${AWS::StackName}-x"},
+        "sub_vars": {"Fn::Sub": ["${A}-b", {"A": {"Ref": "Thing"}}]},
+        "getatt_dotted": {"Fn::GetAtt": ["Queue", "Arn"]},
+        "getatt_nested_dot": {"Fn::GetAtt": ["Db", "Endpoint.Address"]},
+        "getatt_list": {"Fn::GetAtt": ["Queue", "Arn"]},
+        "join": {"Fn::Join": [":", ["a", "b"]]},
+        "select": {"Fn::Select": [0, ["a", "b"]]},
+        "if": {"Fn::If": ["IsProd", 1, 2]},
+        "equals": {"Fn::Equals": ["a", "b"]},
+        "not": {"Fn::Not": [{"Condition": "IsProd"}]},
+        "split": {"Fn::Split": [",", "a,b"]},
+        "find_in_map": {"Fn::FindInMap": ["Map", "Key", "Value"]},
+        "import_value": {"Fn::ImportValue": "Exported"},
+        "base64": {"Fn::Base64": "text"},
+        "get_azs": {"Fn::GetAZs": ""},
+        "condition": {"Condition": "IsProd"},
+        "and": {"Fn::And": [{"Condition": "A"}, {"Condition": "B"}]},
+        "or": {"Fn::Or": [{"Condition": "A"}, {"Condition": "B"}]},
+        "cidr": {"Fn::Cidr": ["10.0.0.0/16", 4, 8]},
+        # CloudFormation reads an unquoted date as a string.
+        "date": "2010-09-09",
+    }
+
+
+def test_loader_rejects_a_file_without_resources(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match="Resources"):
+        _load(tmp_path, "Description: nothing\n")
+
+
+def test_loader_reports_unknown_tags(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match="cannot read"):
+        _load(tmp_path, "Resources: !Bogus x\n")
+
+
+REFS = {"AWS::StackName": "st", "AWS::AccountId": "123", "AWS::Region": "eu-west-1", "Q": "url"}
+ATTRS = {("Q", "Arn"): "arn:q"}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"Ref": "Q"}, "url"),
+        ({"Fn::Sub": "${AWS::StackName}-${AWS::AccountId}-${AWS::Region}"}, "st-123-eu-west-1"),
+        ({"Fn::Sub": "${Q} ${Q.Arn} ${!Literal}"}, "url arn:q ${Literal}"),
+        ({"Fn::Sub": ["${X}/${Q}", {"X": {"Fn::GetAtt": ["Q", "Arn"]}}]}, "arn:q/url"),
+        ({"Fn::GetAtt": ["Q", "Arn"]}, "arn:q"),
+        ({"Fn::GetAtt": "Q.Arn"}, "arn:q"),
+        ({"Fn::Join": ["-", ["a", {"Ref": "Q"}, {"Fn::Sub": "${Q.Arn}"}]]}, "a-url-arn:q"),
+        (
+            {"deadLetterTargetArn": {"Fn::GetAtt": ["Q", "Arn"]}, "maxReceiveCount": 5},
+            {"deadLetterTargetArn": "arn:q", "maxReceiveCount": 5},
+        ),
+        ([{"Ref": "Q"}, 1, "x"], ["url", 1, "x"]),
+    ],
+)
+def test_resolve(value: Any, expected: Any) -> None:
+    assert resolve(value, REFS, ATTRS) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"Ref": "Missing"},
+        {"Fn::GetAtt": ["Q", "QueueName"]},
+        {"Fn::Sub": "${Missing}"},
+        {"Fn::Sub": "${Missing.Arn}"},
+        {"Fn::Join": [",", "not-a-list"]},
+        {"Fn::If": ["Cond", "a", "b"]},
+    ],
+)
+def test_resolve_raises_on_what_it_cannot_resolve(value: Any) -> None:
+    with pytest.raises(TemplateError):
+        resolve(value, REFS, ATTRS)
+
+
+def test_references_lists_refs_getatts_and_sub_variables() -> None:
+    value = {
+        "a": {"Ref": "A"},
+        "b": [{"Fn::GetAtt": "B.Arn"}],
+        "c": {"Fn::Sub": ["${C}-${Local}-${AWS::Region}-${!Escaped}", {"Local": {"Ref": "D"}}]},
+    }
+    assert references(value) == {"A", "B", "C", "D", "AWS::Region"}
+
+
+# -- the repository's template.yaml ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def resources() -> dict[str, Any]:
+    template = load_template()
+    assert template["Transform"] == "AWS::Serverless-2016-10-31"
+    res: dict[str, Any] = template["Resources"]
+    return res
+
+
+@pytest.mark.parametrize("lane", ["cpu", "gpu"])
+def test_template_declares_each_lane_queue_with_its_dlq(
+    resources: dict[str, Any], lane: str
+) -> None:
+    queue = resources[f"{lane.title()}Queue"]
+    dlq = resources[f"{lane.title()}DeadLetterQueue"]
+    assert queue["Type"] == dlq["Type"] == "AWS::SQS::Queue"
+    props = queue["Properties"]
+    assert props["QueueName"] == {"Fn::Sub": f"${{AWS::StackName}}-{lane}"}
+    assert props["VisibilityTimeout"] == 900
+    assert props["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert props["ReceiveMessageWaitTimeSeconds"] == 20
+    assert props["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [f"{lane.title()}DeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    assert dlq["Properties"] == {
+        "QueueName": {"Fn::Sub": f"${{AWS::StackName}}-{lane}-dlq"},
+        "MessageRetentionPeriod": 14 * 24 * 3600,
+    }
+
+
+def test_template_declares_the_jobs_table(resources: dict[str, Any]) -> None:
+    table = resources["JobsTable"]
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    props = table["Properties"]
+    assert props["TableName"] == {"Fn::Sub": "${AWS::StackName}-jobs"}
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
+    (index,) = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == CALLER_INDEX
+    assert index["KeySchema"] == [
+        {"AttributeName": "caller", "KeyType": "HASH"},
+        {"AttributeName": "created_at", "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "ALL"}
+    assert {d["AttributeName"]: d["AttributeType"] for d in props["AttributeDefinitions"]} == {
+        "job_id": "S",
+        "caller": "S",
+        "created_at": "S",
+    }
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+def test_template_declares_the_results_bucket(resources: dict[str, Any]) -> None:
+    bucket = resources["ResultsBucket"]
+    assert bucket["Type"] == "AWS::S3::Bucket"
+    props = bucket["Properties"]
+    assert props["BucketName"] == {"Fn::Sub": "${AWS::StackName}-results-${AWS::AccountId}"}
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    (rule,) = props["LifecycleConfiguration"]["Rules"]
+    assert (rule["Prefix"], rule["ExpirationInDays"], rule["Status"]) == ("jobs/", 30, "Enabled")
+
+
+def test_template_api_function_gets_the_resource_names(resources: dict[str, Any]) -> None:
+    fn = resources["ApiFunction"]
+    assert fn["Type"] == "AWS::Serverless::Function"
+    env = fn["Properties"]["Environment"]["Variables"]
+    assert env["OFFLOAD_JOBS_TABLE"] == {"Ref": "JobsTable"}
+    assert env["OFFLOAD_RESULTS_BUCKET"] == {"Ref": "ResultsBucket"}
+    assert env["OFFLOAD_CPU_QUEUE_URL"] == {"Ref": "CpuQueue"}
+    assert env["OFFLOAD_GPU_QUEUE_URL"] == {"Ref": "GpuQueue"}
+    assert env["OFFLOAD_STACK_NAME"] == {"Ref": "AWS::StackName"}
+    # Every policy names a resource of this stack, never "*".
+    assert "*" not in json.dumps(fn["Properties"]["Policies"])
