@@ -10,15 +10,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from celery import Celery
+from celery.exceptions import Reject
 from kombu import Queue  # type: ignore[attr-defined]
 
 import tasks
 from offload.catalog import Catalog, TaskSpec
+from offload.errors import AwsUnavailable
 from offload.queues import HARD_LIMIT_GRACE_S
 from offload.settings import QueueLane, Settings, get_settings
 from workers.runtime import runtime_for
 
 QUEUE_LANES: tuple[QueueLane, ...] = ("cpu", "gpu")
+# Seconds a message stays hidden after its n-th delivery found AWS unavailable (kombu's
+# backoff policy, keyed by the SQS receive count).
+UNAVAILABLE_BACKOFF_S = {1: 10, 2: 30, 3: 60, 4: 120, 5: 300}
 
 
 def broker_url(settings: Settings) -> str:
@@ -41,7 +46,14 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         broker_transport_options={
             "region": settings.aws_region,
             "is_secure": secure,
-            "predefined_queues": {lane: {"url": settings.queue_url(lane)} for lane in QUEUE_LANES},
+            "predefined_queues": {
+                lane: {
+                    "url": settings.queue_url(lane),
+                    "backoff_policy": UNAVAILABLE_BACKOFF_S,
+                    "backoff_tasks": [s.name for s in catalog if s.lane == lane],
+                }
+                for lane in QUEUE_LANES
+            },
             "wait_time_seconds": settings.worker_wait_time_s,
         },
         broker_connection_retry_on_startup=True,
@@ -70,13 +82,20 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
 
 def _register(app: Celery, spec: TaskSpec, settings: Settings) -> None:
     def run(self: Any, payload: Any = None, attempt: int = 1) -> None:
-        runtime_for(settings).execute(spec, self.request.id, payload, attempt)
+        try:
+            runtime_for(settings).execute(spec, self.request.id, payload, attempt)
+        except AwsUnavailable as exc:
+            # Not the task's fault: leave the message on the queue. kombu then hides it for
+            # the backoff policy's delay, and the redrive policy dead-letters it after
+            # maxReceiveCount deliveries, so an outage neither spins nor loses the job.
+            raise Reject(str(exc), requeue=False) from exc
 
     run.__name__ = run.__qualname__ = spec.name.replace(".", "_")
     run.__doc__ = spec.description
     app.task(
         name=spec.name,
         bind=True,
+        shared=False,  # each app (tests make several) registers its own
         time_limit=spec.timeout_s + HARD_LIMIT_GRACE_S,
         soft_time_limit=spec.timeout_s,
         ignore_result=True,

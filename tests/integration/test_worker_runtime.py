@@ -123,3 +123,26 @@ def test_celery_task_runs_the_runtime(settings: Settings, monkeypatch: pytest.Mo
     assert JobStore(settings).get(job_id).result == {"double": 4}
     assert celery_app.tasks["t.ok"].soft_time_limit == 60.0
     assert celery_app.amqp.router.route({}, "t.boom")["queue"].name == "gpu"
+
+
+def test_aws_outage_leaves_the_message_for_a_later_delivery(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.exceptions import Reject
+
+    from offload.errors import AwsUnavailable
+    from workers import app as worker_app
+
+    class Down:
+        def execute(self, *args: Any) -> None:
+            raise AwsUnavailable("DynamoDB", "EndpointConnectionError")
+
+    celery_app = worker_app.create_app(settings, catalog)
+    monkeypatch.setattr(worker_app, "runtime_for", lambda _s: Down())
+    result = celery_app.tasks["t.ok"].apply(kwargs={"payload": {"n": 1}, "attempt": 1}, task_id="j")
+    # Celery's trace turns Reject into a rejected delivery: not acked, not requeued at once
+    assert result.state == "REJECTED"
+    assert isinstance(result.result, Reject) and result.result.requeue is False
+    queues = celery_app.conf.broker_transport_options["predefined_queues"]
+    assert queues["cpu"]["backoff_tasks"] == ["t.ok"]
+    assert queues["gpu"]["backoff_tasks"] == ["t.boom"]
