@@ -174,22 +174,26 @@ def _follow(api: str, job: dict[str, Any]) -> int:
     while True:
         state = (job["status"], job["attempts"], json.dumps(job.get("progress")))
         if state != seen:
-            progress = job.get("progress") or {}
-            note = (
-                f" {progress.get('percent', 0):.0f}% {progress.get('message', '')}"
-                if progress
-                else ""
-            )
-            print(
-                f"{job['job_id']} {job['status']} (attempt {job['attempts']}){note}",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(_describe(job), file=sys.stderr, flush=True)
             seen = state
         if job["status"] in TERMINAL:
             _print(job)
             return 0 if job["status"] == "SUCCESS" else 1
         job = _call(api, "GET", f"/jobs/{job['job_id']}?wait=20")
+
+
+def _describe(job: dict[str, Any]) -> str:
+    """One line for a job's state: progress while running, the error and next try on RETRY."""
+    line = f"{job['job_id']} {job['status']} (attempt {job['attempts']})"
+    progress = job.get("progress")
+    if progress and job["status"] == "STARTED":
+        line += f" {progress['percent']:.0f}% {progress['message']}"
+    error = job.get("error")
+    if error and job["status"] in ("RETRY", "FAILURE"):
+        line += f" {error['type']}: {error['message']}"
+    if job["status"] == "RETRY" and job.get("next_attempt_at"):
+        line += f"; next attempt at {job['next_attempt_at']}"
+    return line
 
 
 def _call(api: str, method: str, path: str, body: Any = None) -> Any:

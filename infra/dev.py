@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ class LocalSystem:
     :param api_port: the API's port.
     :param lanes: one worker per lane.
     :param log_dir: where each process writes its output; None: this terminal.
+    :param aws_log: where the moto server writes (it logs every SQS poll); None: as the rest.
     """
 
     aws_port: int = 5000
@@ -66,6 +68,7 @@ class LocalSystem:
     host: str = "127.0.0.1"
     lanes: tuple[QueueLane, ...] = ("cpu", "gpu")
     log_dir: Path | None = None
+    aws_log: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     children: list[Child] = field(default_factory=list)
 
@@ -165,9 +168,12 @@ class LocalSystem:
     def _spawn(self, name: str, argv: list[str]) -> None:
         out: IO[bytes] | int | None = None
         log_path = None
-        if self.log_dir is not None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
+        if name == "aws" and self.aws_log is not None:
+            log_path = self.aws_log
+        elif self.log_dir is not None:
             log_path = self.log_dir / f"{name}.log"
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
             out = log_path.open("ab")
         process = subprocess.Popen(
             argv,
@@ -206,7 +212,8 @@ def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None
 
 def run(aws_port: int, api_port: int) -> int:
     """`offload dev`: start, print where to look, and stop everything on Ctrl-C or SIGTERM."""
-    system = LocalSystem(aws_port=aws_port, api_port=api_port)
+    aws_log = Path(tempfile.mkdtemp(prefix="offload-dev-")) / "aws.log"
+    system = LocalSystem(aws_port=aws_port, api_port=api_port, aws_log=aws_log)
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -241,6 +248,7 @@ def _banner(system: LocalSystem) -> str:
 offload is up.
   API            {api}   (OpenAPI docs: {api}/docs)
   local AWS      {system.aws_url}   (moto server; export OFFLOAD_AWS_ENDPOINT_URL={system.aws_url})
+                 its request log: {system.aws_log}
   workers        {", ".join(system.lanes)} (Celery on SQS)
 
 Try:
