@@ -95,6 +95,9 @@ class Job(BaseModel):
     next_attempt_at: datetime | None = None
     # Internal: not part of the API view.
     caller: str = Field(default="local", exclude=True)
+    # Who runs the current attempt, and until when that claim holds without a heartbeat.
+    lease_owner: str | None = Field(default=None, exclude=True)
+    lease_expires_at: datetime | None = Field(default=None, exclude=True)
     payload: Any = Field(default=None, exclude=True)
     idempotency_key: str | None = Field(default=None, exclude=True)
     request_hash: str | None = Field(default=None, exclude=True)

@@ -3,15 +3,13 @@ writer gets `JobStateConflict` and never overwrites a newer state."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from offload import aws
+from offload import aws, items
 from offload.errors import JobAlreadyExists, JobNotFound, JobStateConflict
-from offload.job import Job, JobError, JobStatus, Progress, isoformat, sources_of, utcnow
+from offload.job import Job, JobError, JobStatus, Progress, sources_of, utcnow
 from offload.settings import Settings
 
 if TYPE_CHECKING:
@@ -22,12 +20,6 @@ if TYPE_CHECKING:
 CALLER_INDEX = "caller-created"
 # Ids are UUIDs; anything much longer cannot be a job (and nears DynamoDB's key limit).
 MAX_JOB_ID_CHARS = 128
-_JSON_FIELDS = ("payload", "result", "error", "progress")
-_TIME_FIELDS = ("created_at", "started_at", "finished_at", "updated_at", "next_attempt_at")
-
-
-class InvalidCursor(ValueError):
-    """A pagination cursor that this store did not issue."""
 
 
 class JobStore:
@@ -60,7 +52,7 @@ class JobStore:
             )
         if "Item" not in out:
             raise JobNotFound(job_id)
-        return _from_item(out["Item"])
+        return items.from_item(out["Item"])
 
     def list_for_caller(
         self,
@@ -91,7 +83,7 @@ class JobStore:
         if filters:
             kwargs["FilterExpression"] = " AND ".join(filters)
             kwargs["ExpressionAttributeNames"] = names
-        start = _decode_cursor(cursor, caller) if cursor else None
+        start = items.decode_cursor(cursor, caller) if cursor else None
         jobs: list[Job] = []
         # A filter can empty a page; keep reading until the page is full or the index ends.
         while len(jobs) < limit:
@@ -100,23 +92,23 @@ class JobStore:
             kwargs["Limit"] = limit - len(jobs) if not filters else max(limit * 4, 25)
             with aws.unavailable_as("DynamoDB"):
                 out = self.client.query(**kwargs)
-            items = out.get("Items", [])
+            found = out.get("Items", [])
             start = out.get("LastEvaluatedKey")
-            for n, item in enumerate(items):
-                jobs.append(_from_item(item))
+            for n, item in enumerate(found):
+                jobs.append(items.from_item(item))
                 if len(jobs) == limit:
-                    if n + 1 < len(items) or start:
-                        start = _key_of(item)
+                    if n + 1 < len(found) or start:
+                        start = items.key_of(item)
                     break
             if not start:
                 break
-        return jobs, (_encode_cursor(start, caller) if start else None)
+        return jobs, (items.encode_cursor(start, caller) if start else None)
 
     # -- writes ----------------------------------------------------------------------------
 
     def create(self, job: Job) -> None:
         """Store a new PENDING job; `JobAlreadyExists` when its id is taken."""
-        item = _to_item(job)
+        item = items.to_item(job)
         item["expires_at"] = {"N": str(self._expiry(job.created_at))}
         try:
             with aws.unavailable_as("DynamoDB"):
@@ -148,7 +140,7 @@ class JobStore:
             attempt_before=attempt - 1,
             sets={
                 "attempts": {"N": str(attempt)},
-                "started_at": _s(now),
+                "started_at": items.timestamp(now),
             },
             removes=("next_attempt_at", "progress"),
             now=now,
@@ -165,7 +157,7 @@ class JobStore:
                 ":started": {"S": JobStatus.STARTED.value},
                 ":attempt": {"N": str(attempt)},
                 ":progress": {"S": progress.model_dump_json()},
-                ":now": _s(now),
+                ":now": items.timestamp(now),
             },
             update="SET progress = :progress, updated_at = :now",
         )
@@ -177,7 +169,7 @@ class JobStore:
             job_id,
             JobStatus.SUCCESS,
             attempt_now=attempt,
-            sets={"result": {"S": json.dumps(result)}, "finished_at": _s(now)},
+            sets={"result": {"S": json.dumps(result)}, "finished_at": items.timestamp(now)},
             removes=("error",),
             now=now,
             terminal=True,
@@ -189,7 +181,10 @@ class JobStore:
             job_id,
             JobStatus.RETRY,
             attempt_now=attempt,
-            sets={"error": {"S": error.model_dump_json()}, "next_attempt_at": _s(next_attempt_at)},
+            sets={
+                "error": {"S": error.model_dump_json()},
+                "next_attempt_at": items.timestamp(next_attempt_at),
+            },
         )
 
     def fail(self, job_id: str, attempt: int, error: JobError) -> Job:
@@ -199,7 +194,7 @@ class JobStore:
             job_id,
             JobStatus.FAILURE,
             attempt_now=attempt,
-            sets={"error": {"S": error.model_dump_json()}, "finished_at": _s(now)},
+            sets={"error": {"S": error.model_dump_json()}, "finished_at": items.timestamp(now)},
             removes=("next_attempt_at",),
             now=now,
             terminal=True,
@@ -238,7 +233,7 @@ class JobStore:
         assignments: dict[str, AttributeValueTypeDef] = {
             **sets,
             "status": {"S": target.value},
-            "updated_at": _s(now),
+            "updated_at": items.timestamp(now),
         }
         if terminal:
             assignments["expires_at"] = {"N": str(self._expiry(now))}
@@ -257,7 +252,7 @@ class JobStore:
             update=update,
         )
         assert item is not None
-        return _from_item(item)
+        return items.from_item(item)
 
     def _write(
         self,
@@ -298,74 +293,6 @@ class JobStore:
             old = getattr(exc, "response", {}).get("Item")
             current = None
             if old:
-                job = _from_item(old)
+                job = items.from_item(old)
                 current = {"status": job.status.value, "attempts": job.attempts}
             raise JobStateConflict(job_id, wanted, current) from None
-
-
-def _s(moment: datetime) -> AttributeValueTypeDef:
-    return {"S": isoformat(moment)}
-
-
-def _to_item(job: Job) -> dict[str, AttributeValueTypeDef]:
-    item: dict[str, AttributeValueTypeDef] = {
-        "job_id": {"S": job.job_id},
-        "task": {"S": job.task},
-        "lane": {"S": job.lane},
-        "status": {"S": job.status.value},
-        "attempts": {"N": str(job.attempts)},
-        "max_attempts": {"N": str(job.max_attempts)},
-        "caller": {"S": job.caller},
-        "payload": {"S": json.dumps(job.payload)},
-    }
-    for name in _TIME_FIELDS:
-        value = getattr(job, name)
-        if value is not None:
-            item[name] = _s(value)
-    if job.progress is not None:
-        item["progress"] = {"S": job.progress.model_dump_json()}
-    if job.error is not None:
-        item["error"] = {"S": job.error.model_dump_json()}
-    if job.result is not None:
-        item["result"] = {"S": json.dumps(job.result)}
-    if job.idempotency_key is not None:
-        item["idempotency_key"] = {"S": job.idempotency_key}
-    if job.request_hash is not None:
-        item["request_hash"] = {"S": job.request_hash}
-    return item
-
-
-def _from_item(item: dict[str, Any]) -> Job:
-    data: dict[str, Any] = {}
-    for name, value in item.items():
-        if "S" in value:
-            data[name] = value["S"]
-        elif "N" in value:
-            data[name] = int(value["N"])
-    for name in _JSON_FIELDS:
-        if name in data:
-            data[name] = json.loads(data[name])
-    data.pop("expires_at", None)
-    return Job.model_validate(data)
-
-
-def _key_of(item: dict[str, Any]) -> dict[str, Any]:
-    return {name: item[name] for name in ("job_id", "caller", "created_at")}
-
-
-def _encode_cursor(key: dict[str, Any], caller: str) -> str:
-    plain = {name: value["S"] for name, value in key.items()}
-    raw = json.dumps({"k": plain, "c": caller}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, caller: str) -> dict[str, Any]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        key = {name: {"S": str(data["k"][name])} for name in ("job_id", "caller", "created_at")}
-        if data["c"] != caller:
-            raise InvalidCursor("cursor belongs to another listing")
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise InvalidCursor("cursor is not one this API issued") from None
-    return key

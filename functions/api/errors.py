@@ -21,7 +21,7 @@ from offload.errors import (
     PayloadTooLarge,
     UnknownTask,
 )
-from offload.store import InvalidCursor
+from offload.items import InvalidCursor
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,10 @@ from datetime import timedelta
 import pytest
 
 from offload.errors import JobAlreadyExists, JobNotFound, JobStateConflict
+from offload.items import InvalidCursor
 from offload.job import Job, JobError, JobStatus, Progress, utcnow
 from offload.settings import Settings
-from offload.store import InvalidCursor, JobStore
+from offload.store import JobStore
 
 
 def new_job(caller: str = "local", task: str = "diag.sleep", max_attempts: int = 3) -> Job:

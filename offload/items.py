@@ -1,0 +1,108 @@
+"""How a job is laid out in DynamoDB, and the opaque cursors of `GET /jobs`.
+
+Structured fields (payload, result, error, progress) are stored as JSON strings: DynamoDB
+numbers would come back as `Decimal` and its maps cannot hold floats.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from offload.job import Job, isoformat
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+_JSON_FIELDS = ("payload", "result", "error", "progress")
+_TIME_FIELDS = (
+    "created_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+    "next_attempt_at",
+    "lease_expires_at",
+)
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor that this store did not issue."""
+
+
+def timestamp(moment: datetime) -> AttributeValueTypeDef:
+    """A time as a DynamoDB string attribute."""
+    return {"S": isoformat(moment)}
+
+
+def to_item(job: Job) -> dict[str, AttributeValueTypeDef]:
+    """The DynamoDB item of a job."""
+    item: dict[str, AttributeValueTypeDef] = {
+        "job_id": {"S": job.job_id},
+        "task": {"S": job.task},
+        "lane": {"S": job.lane},
+        "status": {"S": job.status.value},
+        "attempts": {"N": str(job.attempts)},
+        "max_attempts": {"N": str(job.max_attempts)},
+        "caller": {"S": job.caller},
+        "payload": {"S": json.dumps(job.payload)},
+    }
+    for name in _TIME_FIELDS:
+        value = getattr(job, name)
+        if value is not None:
+            item[name] = timestamp(value)
+    if job.progress is not None:
+        item["progress"] = {"S": job.progress.model_dump_json()}
+    if job.error is not None:
+        item["error"] = {"S": job.error.model_dump_json()}
+    if job.result is not None:
+        item["result"] = {"S": json.dumps(job.result)}
+    if job.idempotency_key is not None:
+        item["idempotency_key"] = {"S": job.idempotency_key}
+    if job.lease_owner is not None:
+        item["lease_owner"] = {"S": job.lease_owner}
+    if job.request_hash is not None:
+        item["request_hash"] = {"S": job.request_hash}
+    return item
+
+
+def from_item(item: dict[str, Any]) -> Job:
+    """The job of a DynamoDB item."""
+    data: dict[str, Any] = {}
+    for name, value in item.items():
+        if "S" in value:
+            data[name] = value["S"]
+        elif "N" in value:
+            data[name] = int(value["N"])
+    for name in _JSON_FIELDS:
+        if name in data:
+            data[name] = json.loads(data[name])
+    data.pop("expires_at", None)
+    return Job.model_validate(data)
+
+
+def key_of(item: dict[str, Any]) -> dict[str, Any]:
+    """The caller index's key of an item: where the next page starts."""
+    return {name: item[name] for name in ("job_id", "caller", "created_at")}
+
+
+def encode_cursor(key: dict[str, Any], caller: str) -> str:
+    """An opaque cursor for `key`, bound to the caller."""
+    plain = {name: value["S"] for name, value in key.items()}
+    raw = json.dumps({"k": plain, "c": caller}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, caller: str) -> dict[str, Any]:
+    """The key of a cursor; `InvalidCursor` when it is not ours or not the caller's."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        key = {name: {"S": str(data["k"][name])} for name in ("job_id", "caller", "created_at")}
+        if data["c"] != caller:
+            raise InvalidCursor("cursor belongs to another listing")
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidCursor("cursor is not one this API issued") from None
+    return key
