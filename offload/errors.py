@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from offload.job import Job
 
 
 class OffloadError(Exception):
@@ -65,14 +68,12 @@ class JobNotFound(OffloadError):
 class JobStateConflict(OffloadError):
     """A conditional write lost: the job is not in the state the writer expected."""
 
-    def __init__(self, job_id: str, wanted: str, current: dict[str, Any] | None = None) -> None:
+    def __init__(self, job_id: str, wanted: str, current: Job | None = None) -> None:
         self.job_id = job_id
         self.wanted = wanted
-        self.current_status: str | None = None
-        self.current_attempts: int | None = None
-        if current is not None:
-            self.current_status = current.get("status")
-            self.current_attempts = current.get("attempts")
+        self.current = current  # the job as the losing write found it, when it exists
+        self.current_status = current.status.value if current else None
+        self.current_attempts = current.attempts if current else None
         state = (
             f"it is {self.current_status} after {self.current_attempts} attempt(s)"
             if current is not None

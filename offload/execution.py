@@ -19,6 +19,7 @@ from offload.catalog import TaskSpec
 from offload.context import JobContext
 from offload.errors import InvalidPayload, JobStateConflict, PermanentFailure
 from offload.job import JobError, JobStatus, utcnow
+from offload.leases import Claim, Verdict, claim
 from offload.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ class Outcome:
 
     status: JobStatus | None
     retry_in_s: float | None = None
+    # The job is another worker's for now (or its retry is not due): deliver it again later.
+    busy: bool = False
+    # The attempt that ran (a takeover runs a later one than its message names).
+    attempt: int = 0
 
 
 def describe_error(exc: BaseException) -> JobError:
@@ -70,6 +75,8 @@ class Attempt:
     job_id: str
     attempt: int
     payload: Any
+    owner: str = "inline"
+    lease_s: float = 60.0
     context: JobContext = field(init=False)
 
     def __post_init__(self) -> None:
@@ -81,16 +88,22 @@ class Attempt:
             store=self.store,
         )
 
-    def begin(self) -> bool:
-        """Take the job to STARTED; False when another delivery already has (a duplicate)."""
-        try:
-            self.store.start(self.job_id, self.attempt)
-        except JobStateConflict as exc:
+    def begin(self) -> Claim:
+        """Claim the job for this delivery; on RUN, `attempt` is the attempt it runs."""
+        claimed = claim(
+            self.store, self.job_id, self.attempt, self.owner, self.lease_s, self.spec.max_attempts
+        )
+        if claimed.verdict is Verdict.RUN:
+            self.attempt = self.context.attempt = claimed.attempt
+        else:
             log.warning(
-                "skipping delivery of job %s attempt %d: %s", self.job_id, self.attempt, exc
+                "job %s, delivery of attempt %d: %s (%s)",
+                self.job_id,
+                self.attempt,
+                claimed.verdict.value,
+                claimed.reason,
             )
-            return False
-        return True
+        return claimed
 
     def invoke(self) -> Any:
         """Validate the payload and call the task; returns the JSON result or raises."""
@@ -104,7 +117,7 @@ class Attempt:
         except JobStateConflict as exc:
             log.warning("result of job %s attempt %d refused: %s", self.job_id, self.attempt, exc)
             return Outcome(None)
-        return Outcome(JobStatus.SUCCESS)
+        return Outcome(JobStatus.SUCCESS, attempt=self.attempt)
 
     def failed(self, exc: BaseException, *, max_delay_s: float | None = None) -> Outcome:
         """Record RETRY with the next attempt's time, or FAILURE when no attempt is left."""
@@ -113,20 +126,21 @@ class Attempt:
         try:
             if not retryable:
                 self.store.fail(self.job_id, self.attempt, error)
-                return Outcome(JobStatus.FAILURE)
+                return Outcome(JobStatus.FAILURE, attempt=self.attempt)
             delay = retry_delay(self.attempt, self.spec.backoff_s, self.spec.backoff_max_s)
             if max_delay_s is not None:
                 delay = min(delay, max_delay_s)
             self.store.retry(self.job_id, self.attempt, error, utcnow() + timedelta(seconds=delay))
-            return Outcome(JobStatus.RETRY, retry_in_s=delay)
+            return Outcome(JobStatus.RETRY, retry_in_s=delay, attempt=self.attempt)
         except JobStateConflict as conflict:
             log.warning("failure of job %s not recorded: %s", self.job_id, conflict)
             return Outcome(None)
 
     def run(self) -> Outcome:
         """Begin, invoke and settle, in this thread (the queue lanes' path)."""
-        if not self.begin():
-            return Outcome(None)
+        claimed = self.begin()
+        if claimed.verdict is not Verdict.RUN:
+            return not_run(claimed)
         try:
             result = self.invoke()
         except Exception as exc:
@@ -139,3 +153,10 @@ class Attempt:
             )
             return self.failed(exc)
         return self.succeeded(result)
+
+
+def not_run(claimed: Claim) -> Outcome:
+    """The outcome of a delivery that did not run the task."""
+    if claimed.verdict is Verdict.LOST:
+        return Outcome(JobStatus.FAILURE, attempt=claimed.attempt)
+    return Outcome(None, busy=claimed.verdict is Verdict.BUSY)

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from offload.catalog import TaskSpec
 from offload.errors import TaskTimeout
-from offload.execution import Attempt, Outcome
+from offload.execution import Attempt, Outcome, not_run
+from offload.leases import Verdict
 from offload.store import JobStore
 
 log = logging.getLogger(__name__)
+
+# Nothing redelivers an inline job, so its lease is never renewed: it outlasts the limit.
+INLINE_LEASE_GRACE_S = 30.0
 
 
 class InlineRunner:
@@ -29,6 +35,7 @@ class InlineRunner:
         self.retry_max_delay_s = retry_max_delay_s
         self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="offload-inline")
         self._slots = asyncio.Semaphore(concurrency)
+        self.owner = f"inline/{socket.gethostname()}/{os.getpid()}"
 
     async def run(self, spec: TaskSpec, job_id: str, payload: Any) -> Outcome:
         """Run every attempt of a job until it ends; never raises."""
@@ -42,7 +49,17 @@ class InlineRunner:
     async def _run(self, spec: TaskSpec, job_id: str, payload: Any) -> Outcome:
         attempt = 1
         while True:
-            outcome = await self._attempt(Attempt(self.store, spec, job_id, attempt, payload))
+            outcome = await self._attempt(
+                Attempt(
+                    self.store,
+                    spec,
+                    job_id,
+                    attempt,
+                    payload,
+                    owner=self.owner,
+                    lease_s=spec.timeout_s + INLINE_LEASE_GRACE_S,
+                )
+            )
             if outcome.retry_in_s is None:
                 return outcome
             await asyncio.sleep(outcome.retry_in_s)
@@ -51,8 +68,9 @@ class InlineRunner:
     async def _attempt(self, attempt: Attempt) -> Outcome:
         loop = asyncio.get_running_loop()
         async with self._slots:
-            if not await asyncio.to_thread(attempt.begin):
-                return Outcome(None)
+            claimed = await asyncio.to_thread(attempt.begin)
+            if claimed.verdict is not Verdict.RUN:
+                return not_run(claimed)
             try:
                 # The limit counts from the start of the attempt, not its wait for a slot.
                 result = await asyncio.wait_for(

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     inline_shutdown_grace_s: float = Field(default=15.0, ge=0)
 
     worker_concurrency: int | None = Field(default=None, ge=1)
+    # The queues' visibility timeout (template.yaml). Short, so that a dead worker's job is
+    # delivered again soon; the heartbeat extends it, and the lease, while a job runs.
+    queue_visibility_timeout_s: int = Field(default=60, ge=3, le=43200)
     # Long-poll time of a worker's SQS receive.
     worker_wait_time_s: int = Field(default=10, ge=0, le=20)
 
@@ -58,6 +61,17 @@ class Settings(BaseSettings):
     def is_local(self) -> bool:
         """True when talking to a local AWS (moto) rather than the real one."""
         return self.aws_endpoint_url is not None
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        """How often a worker extends its messages' visibility and renews its leases."""
+        return self.queue_visibility_timeout_s / 3
+
+    @property
+    def lease_s(self) -> float:
+        """How long a claim holds without renewal: shorter than the visibility timeout, so a
+        message delivered again after its worker died finds the lease expired."""
+        return self.queue_visibility_timeout_s * 5 / 6
 
     def api_base(self) -> str:
         """The API's base URL, for clients such as the CLI."""

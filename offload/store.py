@@ -130,20 +130,68 @@ class JobStore:
             values={":pending": {"S": JobStatus.PENDING.value}, ":zero": {"N": "0"}},
         )
 
-    def start(self, job_id: str, attempt: int) -> Job:
-        """Begin attempt `attempt` (1-based). Only the delivery of the next attempt wins, so a
-        duplicate or stale message finds a conflict instead of running the task again."""
+    def begin(
+        self,
+        job_id: str,
+        *,
+        source: JobStatus,
+        attempts: int,
+        owner: str,
+        lease_s: float,
+        lease_seen: datetime | None = None,
+        note: JobError | None = None,
+    ) -> Job:
+        """Start attempt `attempts + 1` and take its lease, if the job is still in `source`
+        after `attempts` attempts (and, taking over, still holds the expired lease seen)."""
         now = utcnow()
+        sets: dict[str, AttributeValueTypeDef] = {
+            "attempts": {"N": str(attempts + 1)},
+            "started_at": items.timestamp(now),
+            "lease_owner": {"S": owner},
+            "lease_expires_at": items.timestamp(now + timedelta(seconds=lease_s)),
+        }
+        if note is not None:
+            sets["error"] = {"S": note.model_dump_json()}
         return self._move(
             job_id,
             JobStatus.STARTED,
-            attempt_before=attempt - 1,
-            sets={
-                "attempts": {"N": str(attempt)},
-                "started_at": items.timestamp(now),
-            },
+            attempts=attempts,
+            source=source,
+            lease_seen=lease_seen,
+            sets=sets,
             removes=("next_attempt_at", "progress"),
             now=now,
+        )
+
+    def renew_lease(self, job_id: str, owner: str, lease_s: float) -> Job:
+        """Extend the running attempt's lease; `JobStateConflict` once `owner` lost it."""
+        now = utcnow()
+        item = self._write(
+            job_id,
+            f"renew the lease of {owner}",
+            condition="#status = :started AND lease_owner = :owner",
+            values={
+                ":started": {"S": JobStatus.STARTED.value},
+                ":owner": {"S": owner},
+                ":until": items.timestamp(now + timedelta(seconds=lease_s)),
+            },
+            update="SET lease_expires_at = :until",
+        )
+        assert item is not None
+        return items.from_item(item)
+
+    def release_lease(self, job_id: str, owner: str) -> None:
+        """Let the lease lapse now (a stopping worker), so a redelivery takes over at once."""
+        self._write(
+            job_id,
+            f"release the lease of {owner}",
+            condition="#status = :started AND lease_owner = :owner",
+            values={
+                ":started": {"S": JobStatus.STARTED.value},
+                ":owner": {"S": owner},
+                ":now": items.timestamp(utcnow()),
+            },
+            update="SET lease_expires_at = :now",
         )
 
     def report_progress(self, job_id: str, attempt: int, progress: Progress) -> None:
@@ -168,7 +216,7 @@ class JobStore:
         return self._move(
             job_id,
             JobStatus.SUCCESS,
-            attempt_now=attempt,
+            attempts=attempt,
             sets={"result": {"S": json.dumps(result)}, "finished_at": items.timestamp(now)},
             removes=("error",),
             now=now,
@@ -180,20 +228,23 @@ class JobStore:
         return self._move(
             job_id,
             JobStatus.RETRY,
-            attempt_now=attempt,
+            attempts=attempt,
             sets={
                 "error": {"S": error.model_dump_json()},
                 "next_attempt_at": items.timestamp(next_attempt_at),
             },
         )
 
-    def fail(self, job_id: str, attempt: int, error: JobError) -> Job:
+    def fail(
+        self, job_id: str, attempt: int, error: JobError, *, lease_seen: datetime | None = None
+    ) -> Job:
         """Finish the job as FAILURE with the error of its last attempt."""
         now = utcnow()
         return self._move(
             job_id,
             JobStatus.FAILURE,
-            attempt_now=attempt,
+            attempts=attempt,
+            lease_seen=lease_seen,
             sets={"error": {"S": error.model_dump_json()}, "finished_at": items.timestamp(now)},
             removes=("next_attempt_at",),
             now=now,
@@ -210,26 +261,32 @@ class JobStore:
         job_id: str,
         target: JobStatus,
         *,
+        attempts: int,
         sets: dict[str, AttributeValueTypeDef],
-        attempt_before: int | None = None,
-        attempt_now: int | None = None,
+        source: JobStatus | None = None,
+        lease_seen: datetime | None = None,
         removes: tuple[str, ...] = (),
         now: datetime | None = None,
         terminal: bool = False,
     ) -> Job:
-        """Move to `target` from any status DESIGN.md allows, guarded by the attempt count."""
+        """Move to `target` from `source` (default: any status DESIGN.md allows), only while the
+        job has made `attempts` attempts and, if given, its lease is the one the caller saw."""
         now = now or utcnow()
-        sources = sorted(s.value for s in sources_of(target))
+        allowed = sources_of(target)
+        if target is JobStatus.STARTED:
+            # A takeover keeps STARTED and only advances the attempt: not a status change.
+            allowed = allowed | {JobStatus.STARTED}
+        if source is not None and source not in allowed:
+            raise ValueError(f"{source.value} -> {target.value} is not a move DESIGN.md allows")
+        sources = sorted(s.value for s in ([source] if source else allowed))
         values: dict[str, AttributeValueTypeDef] = {
             f":from{i}": {"S": s} for i, s in enumerate(sources)
         }
-        condition = f"#status IN ({', '.join(values)})"
-        if attempt_before is not None:
-            condition += " AND attempts = :expected"
-            values[":expected"] = {"N": str(attempt_before)}
-        if attempt_now is not None:
-            condition += " AND attempts = :expected"
-            values[":expected"] = {"N": str(attempt_now)}
+        condition = f"#status IN ({', '.join(values)}) AND attempts = :expected"
+        values[":expected"] = {"N": str(attempts)}
+        if lease_seen is not None:
+            condition += " AND lease_expires_at = :lease_seen"
+            values[":lease_seen"] = items.timestamp(lease_seen)
         assignments: dict[str, AttributeValueTypeDef] = {
             **sets,
             "status": {"S": target.value},
@@ -291,8 +348,4 @@ class JobStore:
                 return dict(out["Attributes"])
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             old = getattr(exc, "response", {}).get("Item")
-            current = None
-            if old:
-                job = items.from_item(old)
-                current = {"status": job.status.value, "attempts": job.attempts}
-            raise JobStateConflict(job_id, wanted, current) from None
+            raise JobStateConflict(job_id, wanted, items.from_item(old) if old else None) from None

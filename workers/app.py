@@ -6,11 +6,13 @@ redelivers), and there is no Celery result backend: DynamoDB holds every job's s
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import urlsplit
 
-from celery import Celery
+from celery import Celery, signals
 from celery.exceptions import Reject
+from celery.worker import state as worker_state
 from kombu import Queue  # type: ignore[attr-defined]
 
 import tasks
@@ -18,6 +20,7 @@ from offload.catalog import Catalog, TaskSpec
 from offload.errors import AwsUnavailable
 from offload.queues import HARD_LIMIT_GRACE_S
 from offload.settings import QueueLane, Settings, get_settings
+from workers.heartbeat import Heartbeat, lease_owner
 from workers.runtime import runtime_for
 
 QUEUE_LANES: tuple[QueueLane, ...] = ("cpu", "gpu")
@@ -61,6 +64,11 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         task_queues=[Queue(lane, routing_key=lane) for lane in QUEUE_LANES],  # type: ignore[no-untyped-call]
         task_create_missing_queues=False,
         task_acks_late=True,
+        # A delivery whose pool child died or hit the hard time limit stays on the queue:
+        # its job's lease lapses and the next delivery takes it over as a new attempt.
+        # (Celery's defaults would ack it, leaving the job STARTED with no message.)
+        task_acks_on_failure_or_timeout=False,
+        task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         result_backend=None,
@@ -69,7 +77,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         worker_send_task_events=False,
         task_send_sent_event=False,
         worker_hijack_root_logger=False,
-        # `app.send_task` / `.delay()` from Celery users land on the task's lane queue.
+        # Messages sent with Celery's own API land on the task's lane queue (they need a job
+        # record made by offload to run; without one they are dropped with a warning).
         task_routes={
             spec.name: {"queue": spec.lane} for spec in catalog if spec.lane in QUEUE_LANES
         },
@@ -77,18 +86,43 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     for spec in catalog:
         if spec.lane in QUEUE_LANES:
             _register(app, spec, settings)
+    _beat_while_running(app, settings)
     return app
+
+
+def _beat_while_running(app: Celery, settings: Settings) -> None:
+    """Run the heartbeat from the worker's readiness to the very end of its shutdown."""
+    beats: list[Heartbeat] = []
+
+    def ready(sender: Any, **_: Any) -> None:
+        if sender.app is app:
+            beat = Heartbeat(settings, sender.pool, lambda: worker_state.reserved_requests)
+            beat.start()
+            beats.append(beat)
+
+    def shutdown(sender: Any, **_: Any) -> None:
+        while beats:
+            beats.pop().stop()
+
+    # Not weak: the handlers are closures that would otherwise be collected at once.
+    signals.worker_ready.connect(ready, weak=False)
+    signals.worker_shutdown.connect(shutdown, weak=False)
 
 
 def _register(app: Celery, spec: TaskSpec, settings: Settings) -> None:
     def run(self: Any, payload: Any = None, attempt: int = 1) -> None:
+        owner = lease_owner(self.request.hostname, os.getpid())
         try:
-            runtime_for(settings).execute(spec, self.request.id, payload, attempt)
+            outcome = runtime_for(settings).execute(spec, self.request.id, payload, attempt, owner)
         except AwsUnavailable as exc:
             # Not the task's fault: leave the message on the queue. kombu then hides it for
             # the backoff policy's delay, and the redrive policy dead-letters it after
             # maxReceiveCount deliveries, so an outage neither spins nor loses the job.
             raise Reject(str(exc), requeue=False) from exc
+        if outcome.busy:
+            # Another worker holds the job's live lease (or its retry is not due): keep the
+            # message, hidden for a while, so it still runs if that worker dies.
+            raise Reject("job busy elsewhere", requeue=False)
 
     run.__name__ = run.__qualname__ = spec.name.replace(".", "_")
     run.__doc__ = spec.description

@@ -29,25 +29,32 @@ class Runtime:
         self.store = JobStore(settings)
         self.publisher = QueuePublisher(settings)
 
-    def execute(self, spec: TaskSpec, job_id: str, payload: Any, attempt: int) -> Outcome:
-        """Run attempt `attempt` of a job. A retry is a new SQS message with a delay, so no
-        ETA sits in worker memory and the worker's slot is free while the job waits."""
-        outcome = Attempt(self.store, spec, job_id, attempt, payload).run()
+    def execute(
+        self, spec: TaskSpec, job_id: str, payload: Any, attempt: int, owner: str
+    ) -> Outcome:
+        """Run the delivery of attempt `attempt` of a job, as lease holder `owner`.
+
+        A retry is a new SQS message with a delay, so no ETA sits in worker memory and the
+        worker's slot is free while the job waits."""
+        settings = self.store.settings
+        outcome = Attempt(
+            self.store, spec, job_id, attempt, payload, owner=owner, lease_s=settings.lease_s
+        ).run()
         log.info(
-            "job %s (%s) attempt %d: %s",
+            "job %s (%s) delivery of attempt %d: %s",
             job_id,
             spec.name,
             attempt,
-            outcome.status.value if outcome.status else "skipped (duplicate delivery)",
+            outcome.status.value if outcome.status else ("busy" if outcome.busy else "dropped"),
         )
         if outcome.retry_in_s is not None:
             try:
                 self.publisher.send(
-                    spec, job_id, payload, attempt=attempt + 1, delay_s=outcome.retry_in_s
+                    spec, job_id, payload, attempt=outcome.attempt + 1, delay_s=outcome.retry_in_s
                 )
             except AwsUnavailable:
                 # boto3 already retried; the job now waits in RETRY for an operator.
-                log.error("job %s: retry %d could not be queued", job_id, attempt + 1)
+                log.error("job %s: retry %d could not be queued", job_id, outcome.attempt + 1)
                 raise
         return outcome
 

@@ -61,7 +61,7 @@ def _check(stack: LocalStack, settings: Settings, clients: Clients) -> None:
         assert dlq_arn.endswith(f":{settings.aws_account_id}:{settings.stack_name}-{lane}-dlq")
         assert redrive["deadLetterTargetArn"] == dlq_arn
         assert int(redrive["maxReceiveCount"]) == 5
-        assert attrs["VisibilityTimeout"] == "900"
+        assert attrs["VisibilityTimeout"] == str(Settings().queue_visibility_timeout_s)
         assert attrs["MessageRetentionPeriod"] == str(14 * 24 * 3600)
         assert attrs["ReceiveMessageWaitTimeSeconds"] == "20"
 

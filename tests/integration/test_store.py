@@ -27,6 +27,12 @@ def new_job(caller: str = "local", task: str = "diag.sleep", max_attempts: int =
     )
 
 
+def start(store: JobStore, job_id: str, attempt: int) -> Job:
+    """Begin `attempt` of a job waiting for it (PENDING for the first, RETRY after)."""
+    source = JobStatus.PENDING if attempt == 1 else JobStatus.RETRY
+    return store.begin(job_id, source=source, attempts=attempt - 1, owner="w/1", lease_s=60)
+
+
 @pytest.fixture
 def store(settings: Settings) -> JobStore:
     return JobStore(settings)
@@ -36,7 +42,7 @@ def test_a_job_goes_from_pending_to_success(store: JobStore) -> None:
     job = new_job()
     store.create(job)
     assert store.get(job.job_id).status is JobStatus.PENDING
-    started = store.start(job.job_id, 1)
+    started = start(store, job.job_id, 1)
     assert started.status is JobStatus.STARTED and started.attempts == 1
     assert started.started_at is not None
     store.report_progress(job.job_id, 1, Progress(percent=50, message="half"))
@@ -50,11 +56,11 @@ def test_a_job_goes_from_pending_to_success(store: JobStore) -> None:
 def test_retry_then_failure_keeps_the_last_error(store: JobStore) -> None:
     job = new_job()
     store.create(job)
-    store.start(job.job_id, 1)
+    start(store, job.job_id, 1)
     later = utcnow() + timedelta(seconds=5)
     retry = store.retry(job.job_id, 1, JobError(type="Boom", message="first"), later)
     assert retry.status is JobStatus.RETRY and retry.next_attempt_at is not None
-    store.start(job.job_id, 2)
+    start(store, job.job_id, 2)
     failed = store.fail(job.job_id, 2, JobError(type="Boom", message="second"))
     assert failed.status is JobStatus.FAILURE and failed.attempts == 2
     assert failed.error == JobError(type="Boom", message="second")
@@ -71,9 +77,9 @@ def test_duplicate_create_is_refused(store: JobStore) -> None:
 def test_duplicate_delivery_cannot_start_the_same_attempt_twice(store: JobStore) -> None:
     job = new_job()
     store.create(job)
-    store.start(job.job_id, 1)
+    start(store, job.job_id, 1)
     with pytest.raises(JobStateConflict) as caught:
-        store.start(job.job_id, 1)
+        start(store, job.job_id, 1)
     assert caught.value.current_status == "STARTED"
     assert caught.value.current_attempts == 1
 
@@ -81,9 +87,9 @@ def test_duplicate_delivery_cannot_start_the_same_attempt_twice(store: JobStore)
 def test_a_stale_writer_cannot_overwrite_a_newer_state(store: JobStore) -> None:
     job = new_job()
     store.create(job)
-    store.start(job.job_id, 1)
+    start(store, job.job_id, 1)
     store.retry(job.job_id, 1, JobError(type="E", message="m"), utcnow())
-    store.start(job.job_id, 2)
+    start(store, job.job_id, 2)
     # attempt 1's late success must not land on attempt 2
     with pytest.raises(JobStateConflict):
         store.succeed(job.job_id, 1, "late")
@@ -109,7 +115,7 @@ def test_unknown_job(store: JobStore) -> None:
     with pytest.raises(JobNotFound):
         store.get("nope")
     with pytest.raises(JobStateConflict, match="does not exist"):
-        store.start("nope", 1)
+        start(store, "nope", 1)
 
 
 def test_discard_only_removes_an_undispatched_pending_job(store: JobStore) -> None:
@@ -120,7 +126,7 @@ def test_discard_only_removes_an_undispatched_pending_job(store: JobStore) -> No
         store.get(job.job_id)
     other = new_job()
     store.create(other)
-    store.start(other.job_id, 1)
+    start(store, other.job_id, 1)
     with pytest.raises(JobStateConflict):
         store.discard_pending(other.job_id)
 
@@ -143,7 +149,7 @@ def test_listing_is_newest_first_paginated_and_filtered(store: JobStore) -> None
     assert seen == list(reversed(created))
     flaky, _ = store.list_for_caller("local", limit=10, task="diag.flaky")
     assert [j.job_id for j in flaky] == [created[n] for n in (6, 4, 2, 0)]
-    store.start(created[3], 1)
+    start(store, created[3], 1)
     started, _ = store.list_for_caller("local", limit=10, status=JobStatus.STARTED)
     assert [j.job_id for j in started] == [created[3]]
     # filtered pages are full pages, and their cursors continue where they stopped

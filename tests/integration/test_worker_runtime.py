@@ -62,7 +62,7 @@ def pending(store: JobStore, task: str, payload: Any) -> str:
 
 def test_success_records_result_and_progress(runtime: Runtime) -> None:
     job_id = pending(runtime.store, "t.ok", {"n": 21})
-    outcome = runtime.execute(catalog.get("t.ok"), job_id, {"n": 21}, 1)
+    outcome = runtime.execute(catalog.get("t.ok"), job_id, {"n": 21}, 1, "w/1")
     assert outcome.status is JobStatus.SUCCESS
     job = runtime.store.get(job_id)
     assert job.result == {"double": 42}
@@ -71,8 +71,8 @@ def test_success_records_result_and_progress(runtime: Runtime) -> None:
 
 def test_a_duplicate_delivery_does_not_run_the_task_again(runtime: Runtime) -> None:
     job_id = pending(runtime.store, "t.ok", {"n": 1})
-    runtime.execute(catalog.get("t.ok"), job_id, {"n": 1}, 1)
-    again = runtime.execute(catalog.get("t.ok"), job_id, {"n": 1}, 1)
+    runtime.execute(catalog.get("t.ok"), job_id, {"n": 1}, 1, "w/1")
+    again = runtime.execute(catalog.get("t.ok"), job_id, {"n": 1}, 1, "w/1")
     assert again.status is None
     assert calls == [(job_id, 1)]
 
@@ -82,7 +82,7 @@ def test_failure_is_retried_through_a_delayed_sqs_message_then_fails(
 ) -> None:
     spec = catalog.get("t.boom")
     job_id = pending(runtime.store, "t.boom", {"n": 1})
-    first = runtime.execute(spec, job_id, {"n": 1}, 1)
+    first = runtime.execute(spec, job_id, {"n": 1}, 1, "w/1")
     assert first.status is JobStatus.RETRY and first.retry_in_s is not None
     job = runtime.store.get(job_id)
     assert job.status is JobStatus.RETRY and job.next_attempt_at is not None
@@ -92,7 +92,7 @@ def test_failure_is_retried_through_a_delayed_sqs_message_then_fails(
     (body,) = drain("gpu")
     message = celery_protocol.decode(body)
     assert message["id"] == job_id and message["kwargs"]["attempt"] == 2
-    last = runtime.execute(spec, job_id, message["kwargs"]["payload"], 2)
+    last = runtime.execute(spec, job_id, message["kwargs"]["payload"], 2, "w/1")
     assert last.status is JobStatus.FAILURE
     job = runtime.store.get(job_id)
     assert (job.status, job.attempts) == (JobStatus.FAILURE, 2)
@@ -104,7 +104,7 @@ def test_invalid_payload_fails_at_once_without_retry(
     runtime: Runtime, drain: Callable[[str], list[str]]
 ) -> None:
     job_id = pending(runtime.store, "t.ok", {"n": 1})
-    outcome = runtime.execute(catalog.get("t.ok"), job_id, {"n": "not a number"}, 1)
+    outcome = runtime.execute(catalog.get("t.ok"), job_id, {"n": "not a number"}, 1, "w/1")
     assert outcome.status is JobStatus.FAILURE
     job = runtime.store.get(job_id)
     assert job.error is not None and job.error.type == "InvalidPayload"

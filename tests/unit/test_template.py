@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from infra.template import TemplateError, load_template, references, resolve
+from offload.settings import Settings
 from offload.store import CALLER_INDEX
 
 TAGS_YAML = """
@@ -154,7 +155,9 @@ def test_template_declares_each_lane_queue_with_its_dlq(
     assert queue["Type"] == dlq["Type"] == "AWS::SQS::Queue"
     props = queue["Properties"]
     assert props["QueueName"] == {"Fn::Sub": f"${{AWS::StackName}}-{lane}"}
-    assert props["VisibilityTimeout"] == 900
+    assert (
+        props["VisibilityTimeout"] == Settings().queue_visibility_timeout_s
+    )  # the heartbeat assumes it
     assert props["MessageRetentionPeriod"] == 14 * 24 * 3600
     assert props["ReceiveMessageWaitTimeSeconds"] == 20
     assert props["RedrivePolicy"] == {

@@ -1,0 +1,116 @@
+"""Claiming a job for one delivery: start the next attempt and take its lease, or say why not.
+
+A queue delivers at least once, so every delivery asks the store, with conditional writes,
+what it may do. The common case (the delivery of the attempt the job waits for) costs one
+write; only a conflict costs a second, decided from the item the failed write returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from offload.errors import JobStateConflict
+from offload.job import Job, JobError, JobStatus, utcnow
+from offload.store import JobStore
+
+# Conflicts in a row before a delivery gives up and lets the queue deliver it again.
+_MAX_ROUNDS = 4
+
+
+class Verdict(StrEnum):
+    """What a delivery does with its job."""
+
+    RUN = "run"  # this delivery runs `attempt`
+    BUSY = "busy"  # another worker holds a live lease, or the retry is not due: try later
+    SKIP = "skip"  # nothing left to do (finished, stale, or no such job): drop the message
+    LOST = "lost"  # the last attempt's worker died and none is left: the job has failed
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The verdict for one delivery, the attempt it may run and the job as it stands."""
+
+    verdict: Verdict
+    attempt: int
+    job: Job | None
+    reason: str = ""
+
+
+def claim(
+    store: JobStore, job_id: str, attempt: int, owner: str, lease_s: float, max_attempts: int
+) -> Claim:
+    """Decide and record what the delivery of `attempt` (1-based, from the message) does."""
+    try:
+        job = store.begin(
+            job_id,
+            source=JobStatus.PENDING if attempt == 1 else JobStatus.RETRY,
+            attempts=attempt - 1,
+            owner=owner,
+            lease_s=lease_s,
+        )
+        return Claim(Verdict.RUN, attempt, job)
+    except JobStateConflict as conflict:
+        current = conflict.current
+    for _ in range(_MAX_ROUNDS):
+        try:
+            return _act(store, current, attempt, owner, lease_s, max_attempts, utcnow())
+        except JobStateConflict as conflict:
+            current = conflict.current  # someone moved first: decide again from what they left
+    return Claim(Verdict.BUSY, attempt, current, "the job keeps changing under this delivery")
+
+
+def _act(
+    store: JobStore,
+    job: Job | None,
+    attempt: int,
+    owner: str,
+    lease_s: float,
+    max_attempts: int,
+    now: datetime,
+) -> Claim:
+    if job is None:
+        return Claim(Verdict.SKIP, attempt, None, "no such job")
+    if job.status.terminal:
+        return Claim(Verdict.SKIP, attempt, job, f"the job is {job.status.value}")
+    done = job.attempts
+    if job.status is JobStatus.PENDING or (
+        job.status is JobStatus.RETRY and _retry_due(job, attempt, now)
+    ):
+        started = store.begin(
+            job.job_id, source=job.status, attempts=done, owner=owner, lease_s=lease_s
+        )
+        return Claim(Verdict.RUN, done + 1, started)
+    if job.status is JobStatus.RETRY:
+        if attempt < done:
+            return Claim(Verdict.SKIP, attempt, job, f"stale: attempt {done} has run")
+        return Claim(Verdict.BUSY, attempt, job, "the retry is not due yet")
+    # STARTED: someone claimed it. Their lease says whether they are still alive.
+    if job.lease_expires_at is not None and job.lease_expires_at > now:
+        return Claim(Verdict.BUSY, attempt, job, f"{job.lease_owner} holds the lease")
+    lost = JobError(
+        type="WorkerLost",
+        message=f"attempt {done} stopped renewing its lease (worker {job.lease_owner})",
+    )
+    if done >= max_attempts:
+        failed = store.fail(job.job_id, done, lost, lease_seen=job.lease_expires_at)
+        return Claim(Verdict.LOST, done, failed, lost.message)
+    taken = store.begin(
+        job.job_id,
+        source=JobStatus.STARTED,
+        attempts=done,
+        owner=owner,
+        lease_s=lease_s,
+        lease_seen=job.lease_expires_at,
+        note=lost,
+    )
+    return Claim(Verdict.RUN, done + 1, taken, f"took over from {job.lease_owner}")
+
+
+def _retry_due(job: Job, attempt: int, now: datetime) -> bool:
+    # The retry's own message (attempt n+1) always is; the message of the failed attempt n is
+    # only once the retry's time has come: its worker may have died before sending the retry.
+    if attempt == job.attempts + 1:
+        return True
+    return attempt == job.attempts and (job.next_attempt_at is None or job.next_attempt_at <= now)

@@ -1,0 +1,124 @@
+"""Claiming deliveries: one runner per attempt, takeover once a lease expires."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from offload.errors import JobStateConflict
+from offload.job import Job, JobError, JobStatus, utcnow
+from offload.leases import Verdict, claim
+from offload.settings import Settings
+from offload.store import JobStore
+
+
+@pytest.fixture
+def store(settings: Settings) -> JobStore:
+    return JobStore(settings)
+
+
+def pending(store: JobStore, max_attempts: int = 3) -> str:
+    now = utcnow()
+    job = Job(
+        job_id=str(uuid.uuid4()),
+        task="diag.sleep",
+        lane="cpu",
+        status=JobStatus.PENDING,
+        max_attempts=max_attempts,
+        created_at=now,
+        updated_at=now,
+        payload={},
+    )
+    store.create(job)
+    return job.job_id
+
+
+def test_first_delivery_runs_and_takes_the_lease(store: JobStore) -> None:
+    job_id = pending(store)
+    claimed = claim(store, job_id, 1, "a/1", 30, 3)
+    assert (claimed.verdict, claimed.attempt) == (Verdict.RUN, 1)
+    job = store.get(job_id)
+    assert job.lease_owner == "a/1" and job.lease_expires_at is not None
+    assert job.lease_expires_at > utcnow() + timedelta(seconds=25)
+
+
+def test_a_second_delivery_during_a_live_lease_is_busy(store: JobStore) -> None:
+    job_id = pending(store)
+    claim(store, job_id, 1, "a/1", 30, 3)
+    again = claim(store, job_id, 1, "b/2", 30, 3)
+    assert again.verdict is Verdict.BUSY and "a/1" in again.reason
+    assert store.get(job_id).lease_owner == "a/1"
+
+
+def test_an_expired_lease_is_taken_over_as_a_new_attempt(store: JobStore) -> None:
+    job_id = pending(store)
+    claim(store, job_id, 1, "a/1", 0.05, 3)
+    time.sleep(0.1)
+    taken = claim(store, job_id, 1, "b/2", 30, 3)
+    assert (taken.verdict, taken.attempt) == (Verdict.RUN, 2)
+    job = store.get(job_id)
+    assert (job.status, job.attempts, job.lease_owner) == (JobStatus.STARTED, 2, "b/2")
+    assert job.error is not None and job.error.type == "WorkerLost"
+    # the dead worker's late writes are refused
+    with pytest.raises(JobStateConflict):
+        store.succeed(job_id, 1, "late")
+    with pytest.raises(JobStateConflict):
+        store.renew_lease(job_id, "a/1", 30)
+    store.renew_lease(job_id, "b/2", 30)
+    assert store.succeed(job_id, 2, "ok").status is JobStatus.SUCCESS
+
+
+def test_two_deliveries_racing_for_an_expired_lease_make_one_run(store: JobStore) -> None:
+    job_id = pending(store)
+    claim(store, job_id, 1, "a/1", 0.05, 3)
+    time.sleep(0.1)
+    verdicts = [claim(store, job_id, 1, f"w/{n}", 30, 3).verdict for n in range(3)]
+    assert verdicts.count(Verdict.RUN) == 1 and store.get(job_id).attempts == 2
+
+
+def test_a_lost_last_attempt_fails_the_job(store: JobStore) -> None:
+    job_id = pending(store, max_attempts=1)
+    claim(store, job_id, 1, "a/1", 0.05, 1)
+    time.sleep(0.1)
+    lost = claim(store, job_id, 1, "b/2", 30, 1)
+    assert lost.verdict is Verdict.LOST
+    job = store.get(job_id)
+    assert job.status is JobStatus.FAILURE
+    assert job.error is not None and job.error.type == "WorkerLost"
+
+
+def test_released_lease_is_taken_over_at_once(store: JobStore) -> None:
+    job_id = pending(store)
+    claim(store, job_id, 1, "a/1", 300, 3)
+    store.release_lease(job_id, "a/1")
+    assert claim(store, job_id, 1, "b/2", 30, 3).verdict is Verdict.RUN
+
+
+def test_finished_and_stale_deliveries_are_dropped(store: JobStore) -> None:
+    job_id = pending(store)
+    claim(store, job_id, 1, "a/1", 30, 3)
+    store.succeed(job_id, 1, "done")
+    assert claim(store, job_id, 1, "b/2", 30, 3).verdict is Verdict.SKIP
+    assert claim(store, "no-such-job", 1, "b/2", 30, 3).verdict is Verdict.SKIP
+
+
+def test_retry_runs_from_its_own_message_or_a_late_original(store: JobStore) -> None:
+    job_id = pending(store)
+    claim(store, job_id, 1, "a/1", 30, 3)
+    store.retry(job_id, 1, JobError(type="E", message="m"), utcnow() + timedelta(seconds=60))
+    # the original message again, before the retry is due: keep it for later
+    assert claim(store, job_id, 1, "b/2", 30, 3).verdict is Verdict.BUSY
+    # the retry's own message runs attempt 2
+    retried = claim(store, job_id, 2, "b/2", 30, 3)
+    assert (retried.verdict, retried.attempt) == (Verdict.RUN, 2)
+
+
+def test_a_due_retry_whose_message_was_lost_runs_from_the_original(store: JobStore) -> None:
+    job_id = pending(store)
+    claim(store, job_id, 1, "a/1", 30, 3)
+    store.retry(job_id, 1, JobError(type="E", message="m"), utcnow() - timedelta(seconds=1))
+    taken = claim(store, job_id, 1, "b/2", 30, 3)
+    assert (taken.verdict, taken.attempt) == (Verdict.RUN, 2)

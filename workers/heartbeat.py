@@ -1,0 +1,121 @@
+"""The visibility heartbeat: while this worker holds messages, they stay invisible to others,
+and the jobs it runs keep their leases.
+
+kombu never extends a message's visibility, and inside a task the receipt handle is not
+known (FACTS.md), so this runs in the worker's main process, as a thread over the requests
+it has received. It starts when the worker is ready and stops only at the very end of its
+shutdown, so jobs that finish during a warm shutdown stay covered.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from offload import aws
+from offload.errors import AwsUnavailable, JobStateConflict
+from offload.settings import Settings
+from offload.store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+def lease_owner(hostname: str, pid: int) -> str:
+    """The lease owner of a pool process: a process runs one job at a time."""
+    return f"{hostname}/{pid}"
+
+
+class Heartbeat:
+    """Extends the visibility of every received message and renews the running jobs' leases.
+
+    :param settings: the visibility timeout, lease length and beat interval.
+    :param pool: the worker's pool, to stop a job whose lease another worker took over.
+    :param requests: a callable returning the worker's received requests.
+    """
+
+    def __init__(self, settings: Settings, pool: Any, requests: Any) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.requests = requests
+        self.store = JobStore(settings)
+        self._held: set[str] = set()  # job ids whose lease this worker renewed at least once
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="offload-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        """Beat every `heartbeat_interval_s` until `stop`."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating (the worker is gone: its messages and leases may lapse)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_interval_s):
+            try:
+                self.beat()
+            except Exception:
+                log.exception("heartbeat round failed; trying again next round")
+
+    def beat(self) -> None:
+        """One round over the received requests."""
+        live = set()
+        for request in self._snapshot():
+            live.add(request.id)
+            self._extend(request)
+            if request.worker_pid:
+                self._renew(request)
+        self._held &= live
+
+    def _snapshot(self) -> list[Any]:
+        # The consumer adds requests from another thread; retry the copy if it raced.
+        for _ in range(5):
+            try:
+                return list(self.requests())
+            except RuntimeError:
+                continue
+        return []
+
+    def _extend(self, request: Any) -> None:
+        info = request.message.delivery_info
+        try:
+            receipt = info["sqs_message"]["ReceiptHandle"]
+            queue_url = info["sqs_queue"]
+        except (KeyError, TypeError):
+            return  # not an SQS delivery (eager calls in tests)
+        try:
+            with aws.unavailable_as("SQS"):
+                aws.sqs(self.settings).change_message_visibility(
+                    QueueUrl=queue_url,
+                    ReceiptHandle=receipt,
+                    VisibilityTimeout=self.settings.queue_visibility_timeout_s,
+                )
+        except Exception as exc:
+            # Acked meanwhile (finished), or SQS unreachable: the next round tries again.
+            log.info("visibility of job %s not extended: %s", request.id, exc)
+
+    def _renew(self, request: Any) -> None:
+        owner = lease_owner(request.hostname, request.worker_pid)
+        try:
+            self.store.renew_lease(request.id, owner, self.settings.lease_s)
+        except AwsUnavailable as exc:
+            log.warning("lease of job %s not renewed: %s", request.id, exc)
+            return
+        except JobStateConflict as conflict:
+            self._lost(request, owner, conflict)
+            return
+        self._held.add(request.id)
+
+    def _lost(self, request: Any, owner: str, conflict: JobStateConflict) -> None:
+        job = conflict.current
+        if job is None or job.status.terminal or request.id not in self._held:
+            return  # finished, or never ours (the delivery found the job busy elsewhere)
+        log.error(
+            "job %s: %s lost its lease to %s; stopping its task", request.id, owner, job.lease_owner
+        )
+        self._held.discard(request.id)
+        # Another worker runs the job now: this run must not go on beside it.
+        request.terminate(self.pool, signal="SIGKILL")
