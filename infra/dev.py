@@ -74,10 +74,12 @@ class LocalSystem:
 
     @property
     def aws_url(self) -> str:
+        """The local AWS endpoint."""
         return f"http://{self.host}:{self.aws_port}"
 
     @property
     def api_url(self) -> str:
+        """The API's base URL."""
         return f"http://{self.host}:{self.api_port}"
 
     def settings(self) -> Settings:
@@ -220,10 +222,12 @@ def run(aws_port: int, api_port: int) -> int:
         nonlocal stopping
         stopping = True
 
+    print(f"offload dev: starting the local AWS on {system.aws_url} ...", flush=True)
+    # Until the handlers below are set, Ctrl-C interrupts start(), which stops what it began.
+    signal.signal(signal.SIGTERM, _interrupt)
+    system.start()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    print(f"offload dev: starting the local AWS on {system.aws_url} ...", flush=True)
-    system.start()
     print(_banner(system), flush=True)
     code = 0
     try:
@@ -240,6 +244,10 @@ def run(aws_port: int, api_port: int) -> int:
         system.stop()
         print("offload dev: stopped", flush=True)
     return code
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _banner(system: LocalSystem) -> str:

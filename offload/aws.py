@@ -42,7 +42,7 @@ def _client(service: str, settings: Settings) -> Any:
     config = Config(
         region_name=settings.aws_region,
         connect_timeout=settings.aws_timeout_s,
-        read_timeout=max(settings.aws_timeout_s, 25.0),  # above SQS's 20 s long poll
+        read_timeout=settings.aws_timeout_s,
         retries={"max_attempts": 3, "mode": "standard"},
     )
     kwargs: dict[str, Any] = {"config": config}
@@ -95,7 +95,8 @@ def error_code(exc: BaseException) -> str:
 @contextmanager
 def unavailable_as(service: str) -> Iterator[None]:
     """Turn connection failures and throttling into `AwsUnavailable`; other errors pass."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
 
     try:
         yield
@@ -103,5 +104,7 @@ def unavailable_as(service: str) -> Iterator[None]:
         if error_code(exc) in _UNAVAILABLE_CODES:
             raise AwsUnavailable(service, error_code(exc)) from exc
         raise
-    except BotoCoreError as exc:
+    except (BotoConnectionError, HTTPClientError) as exc:
+        # Unreachable, timed out or cut off; a bad parameter or missing credentials is a bug
+        # or a misconfiguration, not an outage, and is left to surface as itself.
         raise AwsUnavailable(service, type(exc).__name__) from exc

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 # Inline work runs in the API process after the response; anything longer than this belongs
 # on a queue lane. It is "a few seconds" stretched to fit `diag.nap`'s 10 s ceiling.
 INLINE_MAX_TIMEOUT_S = 15.0
+MAX_BACKOFF_S = 900.0
 
 TaskFn = Callable[[Any, "JobContext"], Any]
 F = TypeVar("F", bound=TaskFn)
@@ -146,6 +147,12 @@ def declare(
         raise TaskDeclarationError(f"task {name!r}: timeout_s must be positive")
     if backoff_s < 0 or backoff_max_s < backoff_s:
         raise TaskDeclarationError(f"task {name!r}: need 0 <= backoff_s <= backoff_max_s")
+    if backoff_max_s > MAX_BACKOFF_S:
+        # A retry waits as an SQS message delay, which stops at 15 minutes.
+        raise TaskDeclarationError(
+            f"task {name!r}: backoff_max_s={backoff_max_s:g} exceeds {MAX_BACKOFF_S:g} s, "
+            "the longest delay SQS gives a message"
+        )
     if lane == "inline" and timeout_s > INLINE_MAX_TIMEOUT_S:
         raise TaskDeclarationError(
             f"task {name!r}: an inline task may take at most {INLINE_MAX_TIMEOUT_S:g} s "

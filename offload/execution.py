@@ -54,16 +54,26 @@ def describe_error(exc: BaseException) -> JobError:
     return JobError(type=type(exc).__name__, message=message[:_MAX_ERROR_MESSAGE])
 
 
-def to_json(result: Any) -> Any:
-    """A task's return value as JSON-compatible data."""
+class ResultTooLarge(PermanentFailure):
+    """A task returned more than a job record can hold."""
+
+
+def to_json(result: Any, max_bytes: int) -> Any:
+    """A task's return value as JSON-compatible data of at most `max_bytes` when encoded."""
     if isinstance(result, BaseModel):
-        return result.model_dump(mode="json")
+        result = result.model_dump(mode="json")
     try:
-        return json.loads(json.dumps(result))
+        # NaN and Infinity are not JSON: stored, they would come back as null.
+        encoded = json.dumps(result, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ResultNotSerializable(
             f"result of type {type(result).__name__} is not JSON-serializable: {exc}"
         ) from None
+    if len(encoded) > max_bytes:
+        raise ResultTooLarge(
+            f"result is {len(encoded)} bytes as JSON; a job record holds at most {max_bytes}"
+        )
+    return json.loads(encoded)
 
 
 @dataclass
@@ -108,7 +118,7 @@ class Attempt:
     def invoke(self) -> Any:
         """Validate the payload and call the task; returns the JSON result or raises."""
         payload = self.spec.parse(self.payload)
-        return to_json(self.spec.fn(payload, self.context))
+        return to_json(self.spec.fn(payload, self.context), self.store.settings.max_result_bytes)
 
     def succeeded(self, result: Any) -> Outcome:
         """Record SUCCESS."""

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import socket
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from typing import Any
 
 from offload.catalog import TaskSpec
@@ -22,7 +22,7 @@ INLINE_LEASE_GRACE_S = 30.0
 
 
 class InlineRunner:
-    """Runs inline jobs on a bounded thread pool, with the task's time limit and retries.
+    """Runs inline jobs on threads, at most `concurrency` at once, with time limits and retries.
 
     :param store: where each attempt is recorded.
     :param concurrency: how many inline tasks run at once in this process.
@@ -33,7 +33,6 @@ class InlineRunner:
     def __init__(self, store: JobStore, concurrency: int, retry_max_delay_s: float) -> None:
         self.store = store
         self.retry_max_delay_s = retry_max_delay_s
-        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="offload-inline")
         self._slots = asyncio.Semaphore(concurrency)
         self.owner = f"inline/{socket.gethostname()}/{os.getpid()}"
 
@@ -63,36 +62,62 @@ class InlineRunner:
             if outcome.retry_in_s is None:
                 return outcome
             await asyncio.sleep(outcome.retry_in_s)
-            attempt += 1
+            attempt = outcome.attempt + 1
 
     async def _attempt(self, attempt: Attempt) -> Outcome:
-        loop = asyncio.get_running_loop()
-        async with self._slots:
+        await self._slots.acquire()
+        slot_passed_on = False
+        try:
             claimed = await asyncio.to_thread(attempt.begin)
             if claimed.verdict is not Verdict.RUN:
                 return not_run(claimed)
-            try:
-                # The limit counts from the start of the attempt, not its wait for a slot.
-                result = await asyncio.wait_for(
-                    loop.run_in_executor(self._executor, attempt.invoke), attempt.spec.timeout_s
-                )
-            except TimeoutError:
-                # The thread cannot be stopped; its late result is refused by the store.
-                error: Exception = TaskTimeout(
+            done = self._start_thread(attempt)
+            slot_passed_on = True  # the thread frees the slot when it ends, even past its limit
+            # The limit counts from the thread's start, not from the wait for a slot.
+            finished, _ = await asyncio.wait({done}, timeout=attempt.spec.timeout_s)
+            if not finished:
+                # A thread cannot be stopped; its late result is refused by the store.
+                error: BaseException = TaskTimeout(
                     f"{attempt.spec.name} ran past its {attempt.spec.timeout_s:g} s limit"
                 )
-            except Exception as exc:
+            elif done.exception() is not None:
+                error = done.exception()  # type: ignore[assignment]
                 log.info(
                     "inline job %s attempt %d raised",
                     attempt.job_id,
                     attempt.attempt,
-                    exc_info=True,
+                    exc_info=error,
                 )
-                error = exc
             else:
-                return await asyncio.to_thread(attempt.succeeded, result)
+                return await asyncio.to_thread(attempt.succeeded, done.result())
+        finally:
+            if not slot_passed_on:
+                self._slots.release()
         return await asyncio.to_thread(attempt.failed, error, max_delay_s=self.retry_max_delay_s)
 
-    def shutdown(self) -> None:
-        """Stop taking work; running tasks finish."""
-        self._executor.shutdown(wait=False, cancel_futures=False)
+    def _start_thread(self, attempt: Attempt) -> asyncio.Future[Any]:
+        """Run `attempt.invoke` on a thread of its own; the future settles when it returns."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+
+        def settle(value: Any, exc: BaseException | None) -> None:
+            if not done.done():
+                if exc is None:
+                    done.set_result(value)
+                else:
+                    done.set_exception(exc)
+            self._slots.release()
+
+        def work() -> None:
+            value, failure = None, None
+            try:
+                value = attempt.invoke()
+            except BaseException as exc:  # handed to the event loop, which records it
+                failure = exc
+            try:
+                loop.call_soon_threadsafe(settle, value, failure)
+            except RuntimeError:
+                pass  # the loop is gone (process shutting down): nobody waits any more
+
+        threading.Thread(target=work, name=f"offload-inline-{attempt.job_id}", daemon=True).start()
+        return done

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,9 @@ _TIME_FIELDS = (
     "next_attempt_at",
     "lease_expires_at",
 )
+
+
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 class InvalidCursor(ValueError):
@@ -89,20 +93,25 @@ def key_of(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def encode_cursor(key: dict[str, Any], caller: str) -> str:
-    """An opaque cursor for `key`, bound to the caller."""
+    """An opaque cursor for `key` (a key of the caller's own listing)."""
     plain = {name: value["S"] for name, value in key.items()}
-    raw = json.dumps({"k": plain, "c": caller}, separators=(",", ":")).encode()
+    raw = json.dumps(plain, separators=(",", ":"), sort_keys=True).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, caller: str) -> dict[str, Any]:
-    """The key of a cursor; `InvalidCursor` when it is not ours or not the caller's."""
+    """The key of a cursor; `InvalidCursor` unless it is well formed and the caller's own."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        key = {name: {"S": str(data["k"][name])} for name in ("job_id", "caller", "created_at")}
-        if data["c"] != caller:
-            raise InvalidCursor("cursor belongs to another listing")
+        fields = {name: data[name] for name in ("job_id", "caller", "created_at")}
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise InvalidCursor("cursor is not one this API issued") from None
-    return key
+    if fields["caller"] != caller:
+        raise InvalidCursor("cursor belongs to another caller's listing")
+    # DynamoDB refuses a malformed start key with an error of its own: refuse it here.
+    if not all(isinstance(value, str) and 0 < len(value) <= 128 for value in fields.values()):
+        raise InvalidCursor("cursor is not one this API issued")
+    if not _TIMESTAMP.fullmatch(fields["created_at"]):
+        raise InvalidCursor("cursor is not one this API issued")
+    return {name: {"S": value} for name, value in fields.items()}

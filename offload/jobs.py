@@ -160,8 +160,10 @@ class Jobs:
             return
         try:
             await asyncio.to_thread(self.publisher.send, spec, job.job_id, job.payload)
-        except AwsUnavailable:
-            await self._discard(job.job_id)
+        except BaseException:
+            # Whatever stopped the send (an outage, a refusal, a cancelled request), the job
+            # must not stay PENDING with no message to run it.
+            await asyncio.shield(self._discard(job.job_id))
             raise
 
     async def _discard(self, job_id: str) -> None:

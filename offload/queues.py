@@ -30,6 +30,7 @@ class QueuePublisher:
 
     @property
     def client(self) -> SQSClient:
+        """The SQS client, made on first use."""
         if self._client is None:
             self._client = aws.sqs(self.settings)
         return self._client

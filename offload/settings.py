@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     # A payload rides in the SQS message (base64 twice: x1.78) and the DynamoDB item (400 KB),
     # so 128 KiB of JSON keeps both under their limits.
     max_payload_bytes: int = Field(default=128 * 1024, ge=1024, le=128 * 1024)
+    # With the payload's 128 KiB, a result of 200 KiB keeps the item under DynamoDB's 400 KB.
+    max_result_bytes: int = Field(default=200 * 1024, ge=1024, le=200 * 1024)
     job_retention_days: int = Field(default=30, ge=1)
     # Seconds an AWS call may take before the API answers 503.
     aws_timeout_s: float = Field(default=5.0, gt=0)

@@ -36,6 +36,7 @@ class JobStore:
 
     @property
     def client(self) -> DynamoDBClient:
+        """The DynamoDB client, made on first use."""
         if self._client is None:
             self._client = aws.dynamodb(self.settings)
         return self._client
@@ -333,6 +334,7 @@ class JobStore:
                         ConditionExpression=condition,
                         ExpressionAttributeNames=names,
                         ExpressionAttributeValues=values,
+                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
                     )
                     return None
                 out = self.client.update_item(

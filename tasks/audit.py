@@ -12,6 +12,8 @@ from offload.job import isoformat, utcnow
 
 
 class AuditEvent(BaseModel):
+    """Something that happened, to keep a record of."""
+
     event: str = Field(
         min_length=1, max_length=100, description="what happened, e.g. document.created"
     )

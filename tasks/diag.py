@@ -17,14 +17,20 @@ class Echo(BaseModel):
 
 
 class Nap(BaseModel):
+    """How long an inline nap lasts."""
+
     seconds: float = Field(ge=0, le=10, description="how long to sleep, at most 10 s")
 
 
 class Sleep(BaseModel):
+    """How long a cpu worker sleeps."""
+
     seconds: float = Field(ge=0, le=600, description="how long to sleep, at most 10 minutes")
 
 
 class Flaky(BaseModel):
+    """How many attempts fail before one succeeds."""
+
     fail_times: int = Field(ge=0, le=10, description="attempts that fail before one succeeds")
 
 

@@ -72,7 +72,10 @@ def test_dev_serves_jobs_and_stops_every_process_on_sigterm(tmp_path: Path) -> N
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             job_id = json.loads(response.read())["job_id"]
-        job = _get(f"{api}/jobs/{job_id}?wait=10")
+        for _ in range(20):  # a long poll answers at each change: wait for the last one
+            job = _get(f"{api}/jobs/{job_id}?wait=10")
+            if job["status"] in ("SUCCESS", "FAILURE"):
+                break
         assert job["status"] == "SUCCESS", job
         children = _children_of(dev.pid)
         assert len(children) == 4  # moto, api, cpu worker, gpu worker

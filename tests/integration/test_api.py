@@ -5,11 +5,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
 from functions.api.main import create_app
 from infra.dev import free_port
 from offload import celery_protocol
+from offload.fastapi import JobsDep
 from offload.settings import Settings
 
 
@@ -199,3 +201,48 @@ def test_documents_route_answers_with_both_jobs(
     key = body["uri"].split("/", 3)[3]
     stored = boto3.client("s3").get_object(Bucket=settings.bucket_name(), Key=key)
     assert b"Notes" in stored["Body"].read()
+
+
+def test_any_failed_send_leaves_no_pending_job(settings: Settings) -> None:
+    from botocore.exceptions import ClientError
+
+    app = create_app(settings)
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "SendMessage")
+
+    app.state.offload.publisher.send = refuse
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post("/jobs", json={"task": "diag.sleep", "payload": {"seconds": 1}})
+        assert response.status_code == 500
+        assert response.json()["error"] == {
+            "type": "internal_error",
+            "message": "internal error; it has been logged",
+            "details": None,
+        }
+        assert client.get("/jobs").json()["jobs"] == []
+
+
+def test_inline_work_of_a_failing_route_still_runs(settings: Settings) -> None:
+    app = create_app(settings)
+    submitted: list[str] = []
+
+    @app.post("/fails-after-submitting")
+    async def fails(jobs: JobsDep) -> None:
+        submitted.append((await jobs.submit("diag.echo", {"from": "failing route"})).job_id)
+        raise HTTPException(status_code=409, detail="the route's own failure")
+
+    with TestClient(app) as client:
+        assert client.post("/fails-after-submitting").status_code == 409
+        assert finished(client, submitted[0])["result"] == {"from": "failing route"}
+
+
+def test_a_cursor_of_another_caller_is_refused(client: TestClient) -> None:
+    import base64
+    import json
+
+    forged = {"job_id": "x", "caller": "someone-else", "created_at": "2026-01-01T00:00:00.000000Z"}
+    cursor = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode()
+    response = client.get(f"/jobs?cursor={cursor}")
+    assert response.status_code == 422
+    assert "another caller" in response.json()["error"]["message"]

@@ -89,7 +89,7 @@ def test_view_has_the_contract_fields_and_hides_internals() -> None:
         assert name in view
     assert "caller" not in view and "payload" not in view
     assert view["status"] == "PENDING"
-    assert view["created_at"].startswith("2026-11-21T10:00:00.123456")
+    assert view["created_at"] == "2026-11-21T10:00:00.123456Z"
 
 
 def test_isoformat_is_fixed_width_utc() -> None:

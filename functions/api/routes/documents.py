@@ -31,6 +31,8 @@ class Document(BaseModel):
 
 
 class DocumentJobs(BaseModel):
+    """The jobs a document starts."""
+
     audit: str
     embedding: str
 
