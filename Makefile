@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test lint format install clean
+.PHONY: dev test soak lint format install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ dev: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# The fault suite at larger counts (minutes): 10 worker kills.
+soak: $(STAMP)
+	OFFLOAD_SOAK_KILLS=10 $(BIN)/pytest tests/e2e/test_faults.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

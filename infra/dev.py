@@ -15,11 +15,12 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from infra.local_stack import provision, wait_for_endpoint
+from infra.local_stack import Clients, provision, wait_for_endpoint
 from offload.settings import QueueLane, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,11 +46,12 @@ class Child:
     process: subprocess.Popen[bytes]
     log_path: Path | None
 
-    def output(self) -> str:
-        """The tail of what it printed (when it prints to a file)."""
+    def output(self, tail: int | None = 8000) -> str:
+        """What it printed (when it prints to a file): the last `tail` characters, or all."""
         if self.log_path is None or not self.log_path.exists():
             return ""
-        return self.log_path.read_text(errors="replace")[-8000:]
+        text = self.log_path.read_text(errors="replace")
+        return text if tail is None else text[-tail:]
 
 
 @dataclass
@@ -61,6 +63,8 @@ class LocalSystem:
     :param lanes: one worker per lane.
     :param log_dir: where each process writes its output; None: this terminal.
     :param aws_log: where the moto server writes (it logs every SQS poll); None: as the rest.
+    :param visibility_timeout_s: the queues' visibility timeout, when not the template's
+        (fault tests shorten it to see redeliveries in seconds).
     """
 
     aws_port: int = 5000
@@ -69,8 +73,10 @@ class LocalSystem:
     lanes: tuple[QueueLane, ...] = ("cpu", "gpu")
     log_dir: Path | None = None
     aws_log: Path | None = None
+    visibility_timeout_s: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     children: list[Child] = field(default_factory=list)
+    _workers_started: int = field(default=0, init=False)
 
     @property
     def aws_url(self) -> str:
@@ -84,7 +90,14 @@ class LocalSystem:
 
     def settings(self) -> Settings:
         """The settings every process of this system runs with."""
-        return Settings(aws_endpoint_url=self.aws_url, api_host=self.host, api_port=self.api_port)
+        settings = Settings(
+            aws_endpoint_url=self.aws_url, api_host=self.host, api_port=self.api_port
+        )
+        if self.visibility_timeout_s is not None:
+            settings = settings.model_copy(
+                update={"queue_visibility_timeout_s": self.visibility_timeout_s}
+            )
+        return settings
 
     def env(self) -> dict[str, str]:
         """The environment of the children: only the endpoint is needed, names are defaults."""
@@ -97,6 +110,8 @@ class LocalSystem:
             HF_HUB_OFFLINE="1",
             TRANSFORMERS_OFFLINE="1",
         )
+        if self.visibility_timeout_s is not None:
+            env["OFFLOAD_QUEUE_VISIBILITY_TIMEOUT_S"] = str(self.visibility_timeout_s)
         env.update(self.extra_env)
         return env
 
@@ -108,7 +123,9 @@ class LocalSystem:
                 [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.aws_port)],
             )
             wait_for_endpoint(self.aws_url, timeout_s)
-            provision(self.settings())
+            stack = provision(self.settings())
+            if self.visibility_timeout_s is not None:
+                _set_visibility(self.settings(), stack.queues.values(), self.visibility_timeout_s)
             self._spawn(
                 "api",
                 [
@@ -125,20 +142,34 @@ class LocalSystem:
                 ],
             )
             for lane in self.lanes:
-                self._spawn(
-                    f"worker-{lane}", [sys.executable, "-m", "infra.cli", "worker", "--lane", lane]
-                )
+                self.start_worker(lane)
             self._wait_http(f"{self.api_url}/healthz", timeout_s)
         except BaseException:
             self.stop()
             raise
 
+    def start_worker(self, lane: QueueLane) -> Child:
+        """Start one more worker on `lane`."""
+        self._workers_started += 1
+        return self._spawn(
+            f"worker-{lane}-{self._workers_started}",
+            [sys.executable, "-m", "infra.cli", "worker", "--lane", lane],
+        )
+
+    def workers(self) -> list[Child]:
+        """The running workers."""
+        return [child for child in self.children if child.name.startswith("worker-")]
+
+    def kill(self, child: Child) -> None:
+        """SIGKILL a child and its process group (a worker with its pool), as a crash would."""
+        _signal_group(child.process, signal.SIGKILL)
+        child.process.wait(10)
+        self.children.remove(child)
+
     def wait_workers_ready(self, timeout_s: float = 60.0) -> None:
         """Block until every worker has said Celery's `ready.` (needs `log_dir`)."""
         deadline = time.monotonic() + timeout_s
-        for child in self.children:
-            if not child.name.startswith("worker-"):
-                continue
+        for child in self.workers():
             while " ready." not in child.output():
                 self.check_alive()
                 if time.monotonic() > deadline:
@@ -167,7 +198,7 @@ class LocalSystem:
             _signal_group(child.process, signal.SIGKILL)
         self.children.clear()
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str]) -> Child:
         out: IO[bytes] | int | None = None
         log_path = None
         if name == "aws" and self.aws_log is not None:
@@ -188,7 +219,9 @@ class LocalSystem:
         )
         if out is not None and not isinstance(out, int):
             out.close()  # the child holds its own descriptor
-        self.children.append(Child(name, process, log_path))
+        child = Child(name, process, log_path)
+        self.children.append(child)
+        return child
 
     def _wait_http(self, url: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -203,6 +236,15 @@ class LocalSystem:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not answer within {timeout_s:g} s")
             time.sleep(0.2)
+
+
+def _set_visibility(settings: Settings, queue_urls: Iterable[str], seconds: int) -> None:
+    client = Clients.for_endpoint(settings).sqs
+    for url in queue_urls:
+        if not url.endswith("-dlq"):
+            client.set_queue_attributes(
+                QueueUrl=url, Attributes={"VisibilityTimeout": str(seconds)}
+            )
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

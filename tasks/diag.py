@@ -26,6 +26,11 @@ class Sleep(BaseModel):
     """How long a cpu worker sleeps."""
 
     seconds: float = Field(ge=0, le=600, description="how long to sleep, at most 10 minutes")
+    mark: bool = Field(
+        default=False,
+        description="record each attempt's start and finish under the job's S3 prefix "
+        "(marks/<attempt>-started, marks/<attempt>-finished): how fault tests count runs",
+    )
 
 
 class Flaky(BaseModel):
@@ -47,10 +52,12 @@ def nap(payload: Nap, ctx: JobContext) -> dict[str, float]:
     return {"slept_s": payload.seconds}
 
 
-@task("diag.sleep", lane="cpu", payload=Sleep, max_attempts=1, timeout_s=660)
+@task("diag.sleep", lane="cpu", payload=Sleep, max_attempts=3, timeout_s=660)
 def sleep(payload: Sleep, ctx: JobContext) -> dict[str, float]:
     """Sleep on a cpu worker, reporting progress each second."""
     started = time.monotonic()
+    if payload.mark:
+        ctx.put_artifact(f"marks/{ctx.attempt}-started", b"", "text/plain")
     whole = int(payload.seconds)
     for second in range(whole):
         ctx.progress(
@@ -59,6 +66,8 @@ def sleep(payload: Sleep, ctx: JobContext) -> dict[str, float]:
         time.sleep(1)
     time.sleep(payload.seconds - whole)
     ctx.progress(100, "done")
+    if payload.mark:
+        ctx.put_artifact(f"marks/{ctx.attempt}-finished", b"", "text/plain")
     return {"slept_s": round(time.monotonic() - started, 3)}
 
 

@@ -1,0 +1,166 @@
+"""Fault injection on real processes: crashed workers, duplicate deliveries, long jobs.
+
+The queues' visibility timeout is cut to a few seconds so that redeliveries happen within
+the test; the worker's heartbeat and leases scale with it. Counts are small here;
+`make soak` runs the larger ones (OFFLOAD_SOAK_KILLS).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+from infra.dev import Child, LocalSystem, free_port
+from offload import celery_protocol
+from offload.store import JobStore
+from tests.e2e.conftest import TERMINAL, logs_of, submit
+
+pytestmark = pytest.mark.e2e
+
+VISIBILITY_S = 6
+KILLS = int(os.environ.get("OFFLOAD_SOAK_KILLS", "3"))
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
+    """Two cpu workers on queues with a short visibility timeout."""
+    system = LocalSystem(
+        aws_port=free_port(),
+        api_port=free_port(),
+        lanes=("cpu", "cpu"),
+        log_dir=tmp_path_factory.mktemp("fault-logs"),
+        visibility_timeout_s=VISIBILITY_S,
+    )
+    system.start(timeout_s=90)
+    try:
+        system.wait_workers_ready(timeout_s=90)
+        yield system
+    finally:
+        system.stop()
+
+
+@pytest.fixture
+def api(faulty: LocalSystem) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=faulty.api_url, timeout=30) as client:
+        yield client
+
+
+def poll(
+    api: httpx.Client,
+    system: LocalSystem,
+    job_id: str,
+    until: Callable[[dict[str, Any]], bool],
+    timeout_s: float = 90,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job: dict[str, Any] = api.get(f"/jobs/{job_id}").json()
+        if until(job):
+            return job
+        if time.monotonic() > deadline:
+            pytest.fail(f"job never got there: {job}\n{logs_of(system)}")
+        time.sleep(0.2)
+
+
+def marks(system: LocalSystem, job_id: str) -> list[str]:
+    """The start/finish marks diag.sleep left for this job, as '<attempt>-<what>'."""
+    settings = system.settings()
+    s3 = boto3.client("s3", endpoint_url=system.aws_url, region_name="us-east-1")
+    prefix = f"jobs/{job_id}/marks/"
+    listing = s3.list_objects_v2(Bucket=settings.bucket_name(), Prefix=prefix)
+    return sorted(item["Key"].removeprefix(prefix) for item in listing.get("Contents", []))
+
+
+def worker_running(system: LocalSystem, job_id: str) -> Child:
+    """The worker process whose pool runs the job (its node name holds the main pid)."""
+    owner = JobStore(system.settings()).get(job_id).lease_owner
+    assert owner, "the job has no lease"
+    node = owner.rsplit("/", 1)[0]  # "cpu-<pid>@host"
+    main_pid = int(node.split("@", 1)[0].rsplit("-", 1)[1])
+    for child in system.workers():
+        if child.process.pid == main_pid:
+            return child
+    raise AssertionError(f"no worker of this system owns {owner}")
+
+
+def queue_empty(system: LocalSystem) -> bool:
+    sqs = boto3.client("sqs", endpoint_url=system.aws_url, region_name="us-east-1")
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=system.settings().queue_url("cpu"),
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
+    return all(value == "0" for value in attrs.values())
+
+
+def running(job: dict[str, Any]) -> bool:
+    """STARTED and past its first progress report (the task body is under way)."""
+    return job["status"] in TERMINAL or (
+        job["status"] == "STARTED" and (job["progress"] or {}).get("percent", 0) > 0
+    )
+
+
+@pytest.mark.parametrize("round_", range(KILLS))
+def test_a_killed_worker_s_job_is_taken_over_and_runs_to_completion_once(
+    faulty: LocalSystem, api: httpx.Client, round_: int
+) -> None:
+    job = submit(api, "diag.sleep", {"seconds": 4, "mark": True})
+    started = poll(api, faulty, job["job_id"], running)
+    assert started["status"] == "STARTED", started
+    faulty.kill(worker_running(faulty, job["job_id"]))
+    faulty.start_worker("cpu")  # keep two workers for the next round
+    done = poll(api, faulty, job["job_id"], lambda j: j["status"] in TERMINAL)
+    assert done["status"] == "SUCCESS", f"{done}\n{logs_of(faulty)}"
+    assert done["attempts"] == 2
+    # attempt 1 started and died; attempt 2 started and finished: one completed body
+    assert marks(faulty, job["job_id"]) == ["1-started", "2-finished", "2-started"]
+
+
+def test_the_same_message_delivered_twice_at_once_runs_once(
+    faulty: LocalSystem, api: httpx.Client
+) -> None:
+    faulty.wait_workers_ready()
+    job = submit(api, "diag.sleep", {"seconds": 3, "mark": True})
+    # A second copy of its message, as SQS's at-least-once delivery may hand out.
+    settings = faulty.settings()
+    sqs = boto3.client("sqs", endpoint_url=faulty.aws_url, region_name="us-east-1")
+    sqs.send_message(
+        QueueUrl=settings.queue_url("cpu"),
+        MessageBody=celery_protocol.encode(
+            task="diag.sleep",
+            task_id=job["job_id"],
+            kwargs={"payload": {"seconds": 3.0, "mark": True}, "attempt": 1},
+            routing_key="cpu",
+        ),
+    )
+    done = poll(api, faulty, job["job_id"], lambda j: j["status"] in TERMINAL)
+    assert (done["status"], done["attempts"]) == ("SUCCESS", 1), done
+    assert marks(faulty, job["job_id"]) == ["1-finished", "1-started"]
+    worker_logs = "".join(child.output(tail=None) for child in faulty.workers())
+    assert f"job {job['job_id']}, delivery of attempt 1: busy" in worker_logs
+    # the copy that found the job busy is dropped once the job is done: nothing is left over
+    deadline = time.monotonic() + 60
+    while not queue_empty(faulty):
+        assert time.monotonic() < deadline, logs_of(faulty)
+        time.sleep(1)
+
+
+def test_a_job_three_times_the_visibility_timeout_runs_once(
+    faulty: LocalSystem, api: httpx.Client
+) -> None:
+    seconds = 3 * VISIBILITY_S + 2
+    job = submit(api, "diag.sleep", {"seconds": seconds, "mark": True})
+    done = poll(
+        api, faulty, job["job_id"], lambda j: j["status"] in TERMINAL, timeout_s=seconds + 60
+    )
+    assert (done["status"], done["attempts"]) == ("SUCCESS", 1), done
+    assert marks(faulty, job["job_id"]) == ["1-finished", "1-started"]
