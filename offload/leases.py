@@ -8,12 +8,17 @@ write; only a conflict costs a second, decided from the item the failed write re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
+from offload import items
 from offload.errors import JobStateConflict
 from offload.job import Job, JobError, JobStatus, utcnow
 from offload.store import JobStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 # Conflicts in a row before a delivery gives up and lets the queue deliver it again.
 _MAX_ROUNDS = 4
@@ -43,7 +48,8 @@ def claim(
 ) -> Claim:
     """Decide and record what the delivery of `attempt` (1-based, from the message) does."""
     try:
-        job = store.begin(
+        job = begin(
+            store,
             job_id,
             source=JobStatus.PENDING if attempt == 1 else JobStatus.RETRY,
             attempts=attempt - 1,
@@ -78,8 +84,8 @@ def _act(
     if job.status is JobStatus.PENDING or (
         job.status is JobStatus.RETRY and _retry_due(job, attempt, now)
     ):
-        started = store.begin(
-            job.job_id, source=job.status, attempts=done, owner=owner, lease_s=lease_s
+        started = begin(
+            store, job.job_id, source=job.status, attempts=done, owner=owner, lease_s=lease_s
         )
         return Claim(Verdict.RUN, done + 1, started)
     if job.status is JobStatus.RETRY:
@@ -96,7 +102,8 @@ def _act(
     if done >= max_attempts:
         failed = store.fail(job.job_id, done, lost, lease_seen=job.lease_expires_at)
         return Claim(Verdict.LOST, done, failed, lost.message)
-    taken = store.begin(
+    taken = begin(
+        store,
         job.job_id,
         source=JobStatus.STARTED,
         attempts=done,
@@ -106,6 +113,73 @@ def _act(
         note=lost,
     )
     return Claim(Verdict.RUN, done + 1, taken, f"took over from {job.lease_owner}")
+
+
+def begin(
+    store: JobStore,
+    job_id: str,
+    *,
+    source: JobStatus,
+    attempts: int,
+    owner: str,
+    lease_s: float,
+    lease_seen: datetime | None = None,
+    note: JobError | None = None,
+) -> Job:
+    """Start attempt `attempts + 1` and take its lease, if the job is still in `source`
+    after `attempts` attempts (and, taking over, still holds the expired lease seen)."""
+    now = utcnow()
+    sets: dict[str, AttributeValueTypeDef] = {
+        "attempts": {"N": str(attempts + 1)},
+        "started_at": items.timestamp(now),
+        "lease_owner": {"S": owner},
+        "lease_expires_at": items.timestamp(now + timedelta(seconds=lease_s)),
+    }
+    if note is not None:
+        sets["error"] = {"S": note.model_dump_json()}
+    return store.move(
+        job_id,
+        JobStatus.STARTED,
+        attempts=attempts,
+        sources=frozenset({source}),
+        lease_seen=lease_seen,
+        sets=sets,
+        removes=("next_attempt_at", "progress"),
+        now=now,
+    )
+
+
+def renew(store: JobStore, job_id: str, owner: str, lease_s: float) -> Job:
+    """Extend the running attempt's lease; `JobStateConflict` once `owner` lost it."""
+    now = utcnow()
+    item = store.write(
+        job_id,
+        f"renew the lease of {owner}",
+        condition="#status = :started AND lease_owner = :owner",
+        values={
+            ":started": {"S": JobStatus.STARTED.value},
+            ":owner": {"S": owner},
+            ":until": items.timestamp(now + timedelta(seconds=lease_s)),
+        },
+        update="SET lease_expires_at = :until",
+    )
+    assert item is not None
+    return items.from_item(item)
+
+
+def release(store: JobStore, job_id: str, owner: str) -> None:
+    """Let the lease lapse now (a stopping worker), so a redelivery takes over at once."""
+    store.write(
+        job_id,
+        f"release the lease of {owner}",
+        condition="#status = :started AND lease_owner = :owner",
+        values={
+            ":started": {"S": JobStatus.STARTED.value},
+            ":owner": {"S": owner},
+            ":now": items.timestamp(utcnow()),
+        },
+        update="SET lease_expires_at = :now",
+    )
 
 
 def _retry_due(job: Job, attempt: int, now: datetime) -> bool:

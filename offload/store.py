@@ -123,7 +123,7 @@ class JobStore:
 
     def discard_pending(self, job_id: str) -> None:
         """Delete a job that was never dispatched (its submit failed): no orphan PENDING."""
-        self._write(
+        self.write(
             job_id,
             "be discarded",
             delete=True,
@@ -131,74 +131,10 @@ class JobStore:
             values={":pending": {"S": JobStatus.PENDING.value}, ":zero": {"N": "0"}},
         )
 
-    def begin(
-        self,
-        job_id: str,
-        *,
-        source: JobStatus,
-        attempts: int,
-        owner: str,
-        lease_s: float,
-        lease_seen: datetime | None = None,
-        note: JobError | None = None,
-    ) -> Job:
-        """Start attempt `attempts + 1` and take its lease, if the job is still in `source`
-        after `attempts` attempts (and, taking over, still holds the expired lease seen)."""
-        now = utcnow()
-        sets: dict[str, AttributeValueTypeDef] = {
-            "attempts": {"N": str(attempts + 1)},
-            "started_at": items.timestamp(now),
-            "lease_owner": {"S": owner},
-            "lease_expires_at": items.timestamp(now + timedelta(seconds=lease_s)),
-        }
-        if note is not None:
-            sets["error"] = {"S": note.model_dump_json()}
-        return self._move(
-            job_id,
-            JobStatus.STARTED,
-            attempts=attempts,
-            source=source,
-            lease_seen=lease_seen,
-            sets=sets,
-            removes=("next_attempt_at", "progress"),
-            now=now,
-        )
-
-    def renew_lease(self, job_id: str, owner: str, lease_s: float) -> Job:
-        """Extend the running attempt's lease; `JobStateConflict` once `owner` lost it."""
-        now = utcnow()
-        item = self._write(
-            job_id,
-            f"renew the lease of {owner}",
-            condition="#status = :started AND lease_owner = :owner",
-            values={
-                ":started": {"S": JobStatus.STARTED.value},
-                ":owner": {"S": owner},
-                ":until": items.timestamp(now + timedelta(seconds=lease_s)),
-            },
-            update="SET lease_expires_at = :until",
-        )
-        assert item is not None
-        return items.from_item(item)
-
-    def release_lease(self, job_id: str, owner: str) -> None:
-        """Let the lease lapse now (a stopping worker), so a redelivery takes over at once."""
-        self._write(
-            job_id,
-            f"release the lease of {owner}",
-            condition="#status = :started AND lease_owner = :owner",
-            values={
-                ":started": {"S": JobStatus.STARTED.value},
-                ":owner": {"S": owner},
-                ":now": items.timestamp(utcnow()),
-            },
-            update="SET lease_expires_at = :now",
-        )
-
     def report_progress(self, job_id: str, attempt: int, progress: Progress) -> None:
         """Record progress of the running attempt."""
         now = utcnow()
-        self._write(
+        self.write(
             job_id,
             "report progress",
             condition="#status = :started AND attempts = :attempt",
@@ -214,7 +150,7 @@ class JobStore:
     def succeed(self, job_id: str, attempt: int, result: Any) -> Job:
         """Finish the running attempt with its result."""
         now = utcnow()
-        return self._move(
+        return self.move(
             job_id,
             JobStatus.SUCCESS,
             attempts=attempt,
@@ -226,7 +162,7 @@ class JobStore:
 
     def retry(self, job_id: str, attempt: int, error: JobError, next_attempt_at: datetime) -> Job:
         """Record a failed attempt that will be tried again at `next_attempt_at`."""
-        return self._move(
+        return self.move(
             job_id,
             JobStatus.RETRY,
             attempts=attempt,
@@ -241,7 +177,7 @@ class JobStore:
     ) -> Job:
         """Finish the job as FAILURE with the error of its last attempt."""
         now = utcnow()
-        return self._move(
+        return self.move(
             job_id,
             JobStatus.FAILURE,
             attempts=attempt,
@@ -257,34 +193,37 @@ class JobStore:
     def _expiry(self, moment: datetime) -> int:
         return int((moment + timedelta(days=self.settings.job_retention_days)).timestamp())
 
-    def _move(
+    def move(
         self,
         job_id: str,
         target: JobStatus,
         *,
-        attempts: int,
+        attempts: int | None,
         sets: dict[str, AttributeValueTypeDef],
-        source: JobStatus | None = None,
+        sources: frozenset[JobStatus] | None = None,
         lease_seen: datetime | None = None,
         removes: tuple[str, ...] = (),
         now: datetime | None = None,
         terminal: bool = False,
     ) -> Job:
-        """Move to `target` from `source` (default: any status DESIGN.md allows), only while the
-        job has made `attempts` attempts and, if given, its lease is the one the caller saw."""
+        """Move to `target` from one of `sources` (default: any status DESIGN.md allows),
+        only while the job has made `attempts` attempts (None: any number) and, if given,
+        its lease is the one the caller saw. The conditional write behind every change."""
         now = now or utcnow()
         allowed = sources_of(target)
         if target is JobStatus.STARTED:
             # A takeover keeps STARTED and only advances the attempt: not a status change.
             allowed = allowed | {JobStatus.STARTED}
-        if source is not None and source not in allowed:
-            raise ValueError(f"{source.value} -> {target.value} is not a move DESIGN.md allows")
-        sources = sorted(s.value for s in ([source] if source else allowed))
+        if sources is not None and not sources <= allowed:
+            raise ValueError(f"{sorted(sources)} -> {target.value}: not moves DESIGN.md allows")
         values: dict[str, AttributeValueTypeDef] = {
-            f":from{i}": {"S": s} for i, s in enumerate(sources)
+            f":from{i}": {"S": status.value}
+            for i, status in enumerate(sorted(sources if sources is not None else allowed))
         }
-        condition = f"#status IN ({', '.join(values)}) AND attempts = :expected"
-        values[":expected"] = {"N": str(attempts)}
+        condition = f"#status IN ({', '.join(values)})"
+        if attempts is not None:
+            condition += " AND attempts = :expected"
+            values[":expected"] = {"N": str(attempts)}
         if lease_seen is not None:
             condition += " AND lease_expires_at = :lease_seen"
             values[":lease_seen"] = items.timestamp(lease_seen)
@@ -301,7 +240,7 @@ class JobStore:
         if removes:
             names.update({f"#r{i}": name for i, name in enumerate(removes)})
             update += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
-        item = self._write(
+        item = self.write(
             job_id,
             f"move to {target.value}",
             condition=condition,
@@ -312,7 +251,7 @@ class JobStore:
         assert item is not None
         return items.from_item(item)
 
-    def _write(
+    def write(
         self,
         job_id: str,
         wanted: str,

@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import Any
 
-from offload import aws
+from offload import aws, leases
 from offload.errors import AwsUnavailable, JobStateConflict
 from offload.settings import Settings
 from offload.store import JobStore
@@ -100,7 +100,7 @@ class Heartbeat:
     def _renew(self, request: Any) -> None:
         owner = lease_owner(request.hostname, request.worker_pid)
         try:
-            self.store.renew_lease(request.id, owner, self.settings.lease_s)
+            leases.renew(self.store, request.id, owner, self.settings.lease_s)
         except AwsUnavailable as exc:
             log.warning("lease of job %s not renewed: %s", request.id, exc)
             return

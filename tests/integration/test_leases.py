@@ -10,7 +10,7 @@ import pytest
 
 from offload.errors import JobStateConflict
 from offload.job import Job, JobError, JobStatus, utcnow
-from offload.leases import Verdict, claim
+from offload.leases import Verdict, claim, release, renew
 from offload.settings import Settings
 from offload.store import JobStore
 
@@ -66,8 +66,8 @@ def test_an_expired_lease_is_taken_over_as_a_new_attempt(store: JobStore) -> Non
     with pytest.raises(JobStateConflict):
         store.succeed(job_id, 1, "late")
     with pytest.raises(JobStateConflict):
-        store.renew_lease(job_id, "a/1", 30)
-    store.renew_lease(job_id, "b/2", 30)
+        renew(store, job_id, "a/1", 30)
+    renew(store, job_id, "b/2", 30)
     assert store.succeed(job_id, 2, "ok").status is JobStatus.SUCCESS
 
 
@@ -93,7 +93,7 @@ def test_a_lost_last_attempt_fails_the_job(store: JobStore) -> None:
 def test_released_lease_is_taken_over_at_once(store: JobStore) -> None:
     job_id = pending(store)
     claim(store, job_id, 1, "a/1", 300, 3)
-    store.release_lease(job_id, "a/1")
+    release(store, job_id, "a/1")
     assert claim(store, job_id, 1, "b/2", 30, 3).verdict is Verdict.RUN
 
 

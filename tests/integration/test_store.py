@@ -8,6 +8,7 @@ import pytest
 from offload.errors import JobAlreadyExists, JobNotFound, JobStateConflict
 from offload.items import InvalidCursor
 from offload.job import Job, JobError, JobStatus, Progress, utcnow
+from offload.leases import begin
 from offload.settings import Settings
 from offload.store import JobStore
 
@@ -30,7 +31,7 @@ def new_job(caller: str = "local", task: str = "diag.sleep", max_attempts: int =
 def start(store: JobStore, job_id: str, attempt: int) -> Job:
     """Begin `attempt` of a job waiting for it (PENDING for the first, RETRY after)."""
     source = JobStatus.PENDING if attempt == 1 else JobStatus.RETRY
-    return store.begin(job_id, source=source, attempts=attempt - 1, owner="w/1", lease_s=60)
+    return begin(store, job_id, source=source, attempts=attempt - 1, owner="w/1", lease_s=60)
 
 
 @pytest.fixture
