@@ -81,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--wait", action="store_true", help="follow the job until it ends")
     show.add_argument("--api", default=default_api)
     show.set_defaults(run=_jobs_show)
+    cancel = jobs_sub.add_parser("cancel", help="cancel a job (409 if it has ended)")
+    cancel.add_argument("job_id")
+    cancel.add_argument("--api", default=default_api)
+    cancel.set_defaults(run=_jobs_cancel)
     return parser
 
 
@@ -168,6 +172,12 @@ def _jobs_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _jobs_cancel(args: argparse.Namespace) -> int:
+    job = _call(args.api, "POST", f"/jobs/{urllib.parse.quote(args.job_id)}/cancel", {})
+    print(_describe(job))
+    return 0
+
+
 def _follow(api: str, job: dict[str, Any]) -> int:
     """Long-poll the job, telling each change on stderr, until it ends."""
     seen = None
@@ -188,6 +198,8 @@ def _describe(job: dict[str, Any]) -> str:
     progress = job.get("progress")
     if progress and job["status"] == "STARTED":
         line += f" {progress['percent']:.0f}% {progress['message']}"
+    if job.get("cancel_requested") and job["status"] == "STARTED":
+        line += " (cancel requested)"
     error = job.get("error")
     if error and job["status"] in ("RETRY", "FAILURE"):
         line += f" {error['type']}: {error['message']}"

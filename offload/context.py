@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 from offload import aws
-from offload.errors import JobStateConflict
+from offload.errors import JobRevoked, JobStateConflict
 from offload.job import Progress
 from offload.settings import Settings
 from offload.store import JobStore
@@ -25,13 +25,20 @@ class JobContext:
     store: JobStore = field(repr=False)
 
     def progress(self, percent: float, message: str = "") -> None:
-        """Report how far the task has come; clients see it at `GET /jobs/{id}`."""
+        """Report how far the task has come; clients see it at `GET /jobs/{id}`.
+
+        Raises `JobRevoked` when the job's cancellation was asked: let it propagate (clean
+        up first if needed) and the job ends as REVOKED.
+        """
         report = Progress(percent=max(0.0, min(100.0, float(percent))), message=message[:500])
         try:
             self.store.report_progress(self.job_id, self.attempt, report)
         except JobStateConflict as exc:
-            # The job moved on without us (timed out or superseded): keep working is harmless,
-            # but say so, since this attempt's result will be refused too.
+            job = exc.current
+            if job is not None and job.cancel_requested and job.attempts == self.attempt:
+                raise JobRevoked(f"job {self.job_id} was cancelled while it ran") from None
+            # The job moved on without us (timed out or taken over): this attempt's result
+            # will be refused too, but the report is not worth failing the task for.
             log.warning("progress of job %s not recorded: %s", self.job_id, exc)
 
     @property

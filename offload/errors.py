@@ -114,5 +114,9 @@ class PermanentFailure(OffloadError):
     """Raised by a task for an error no retry can fix: the job fails at once."""
 
 
+class JobRevoked(OffloadError):
+    """Raised inside a running task at its next progress report once cancellation is asked."""
+
+
 class TaskTimeout(OffloadError):
     """A task ran past its time limit."""

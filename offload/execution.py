@@ -15,9 +15,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from offload.backoff import retry_delay
+from offload.cancel import revoke_running
 from offload.catalog import TaskSpec
 from offload.context import JobContext
-from offload.errors import InvalidPayload, JobStateConflict, PermanentFailure
+from offload.errors import InvalidPayload, JobRevoked, JobStateConflict, PermanentFailure
 from offload.job import JobError, JobStatus, utcnow
 from offload.leases import Claim, Verdict, claim
 from offload.store import JobStore
@@ -130,7 +131,15 @@ class Attempt:
         return Outcome(JobStatus.SUCCESS, attempt=self.attempt)
 
     def failed(self, exc: BaseException, *, max_delay_s: float | None = None) -> Outcome:
-        """Record RETRY with the next attempt's time, or FAILURE when no attempt is left."""
+        """Record RETRY with the next attempt's time, or FAILURE when no attempt is left
+        (REVOKED when the task stopped because its cancellation was asked)."""
+        if isinstance(exc, JobRevoked):
+            try:
+                revoke_running(self.store, self.job_id, self.attempt)
+            except JobStateConflict as conflict:
+                log.warning("revocation of job %s not recorded: %s", self.job_id, conflict)
+                return Outcome(None)
+            return Outcome(JobStatus.REVOKED, attempt=self.attempt)
         error = describe_error(exc)
         retryable = not isinstance(exc, _PERMANENT) and self.attempt < self.spec.max_attempts
         try:

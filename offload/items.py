@@ -65,6 +65,8 @@ def to_item(job: Job) -> dict[str, AttributeValueTypeDef]:
         item["result"] = {"S": json.dumps(job.result)}
     if job.idempotency_key is not None:
         item["idempotency_key"] = {"S": job.idempotency_key}
+    if job.cancel_requested:
+        item["cancel_requested"] = {"BOOL": True}
     if job.lease_owner is not None:
         item["lease_owner"] = {"S": job.lease_owner}
     if job.request_hash is not None:
@@ -80,6 +82,8 @@ def from_item(item: dict[str, Any]) -> Job:
             data[name] = value["S"]
         elif "N" in value:
             data[name] = int(value["N"])
+        elif "BOOL" in value:
+            data[name] = value["BOOL"]
     for name in _JSON_FIELDS:
         if name in data:
             data[name] = json.loads(data[name])

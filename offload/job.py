@@ -93,6 +93,8 @@ class Job(BaseModel):
     finished_at: datetime | None = None
     updated_at: datetime
     next_attempt_at: datetime | None = None
+    # Cancellation was asked while the job ran; it stops at its next progress report or beat.
+    cancel_requested: bool = False
     # Internal: not part of the API view.
     caller: str = Field(default="local", exclude=True)
     # Who runs the current attempt, and until when that claim holds without a heartbeat.

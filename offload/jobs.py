@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from offload.cancel import request_cancel
 from offload.catalog import Catalog, TaskSpec
 from offload.errors import (
     AwsUnavailable,
@@ -89,6 +90,13 @@ class Jobs:
         if job.caller != self.caller:
             raise JobNotFound(job_id)
         return job
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel the caller's job: REVOKED now if it has not started, flagged if it runs.
+
+        `JobStateConflict` when it has already ended."""
+        await self.get(job_id)
+        return await asyncio.to_thread(request_cancel, self.store, job_id)
 
     async def wait(self, job_id: str, timeout_s: float) -> Job:
         """The job once it changes (or ends), or as it is after `timeout_s`."""

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from offload import items
+from offload.cancel import revoke_running
 from offload.errors import JobStateConflict
 from offload.job import Job, JobError, JobStatus, utcnow
 from offload.store import JobStore
@@ -95,6 +96,10 @@ def _act(
     # STARTED: someone claimed it. Their lease says whether they are still alive.
     if job.lease_expires_at is not None and job.lease_expires_at > now:
         return Claim(Verdict.BUSY, attempt, job, f"{job.lease_owner} holds the lease")
+    if job.cancel_requested:
+        # Its worker died after the cancel request: honour the request, do not take over.
+        revoked = revoke_running(store, job.job_id, done)
+        return Claim(Verdict.SKIP, attempt, revoked, "cancelled while its worker was lost")
     lost = JobError(
         type="WorkerLost",
         message=f"attempt {done} stopped renewing its lease (worker {job.lease_owner})",

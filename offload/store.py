@@ -137,7 +137,11 @@ class JobStore:
         self.write(
             job_id,
             "report progress",
-            condition="#status = :started AND attempts = :attempt",
+            # A cancel request makes the report fail, which is how the task learns of it.
+            condition=(
+                "#status = :started AND attempts = :attempt"
+                " AND attribute_not_exists(cancel_requested)"
+            ),
             values={
                 ":started": {"S": JobStatus.STARTED.value},
                 ":attempt": {"N": str(attempt)},

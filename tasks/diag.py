@@ -26,6 +26,11 @@ class Sleep(BaseModel):
     """How long a cpu worker sleeps."""
 
     seconds: float = Field(ge=0, le=600, description="how long to sleep, at most 10 minutes")
+    report: bool = Field(
+        default=True,
+        description="report progress each second (a task that never reports "
+        "can only be stopped by its worker's heartbeat)",
+    )
     mark: bool = Field(
         default=False,
         description="record each attempt's start and finish under the job's S3 prefix "
@@ -60,9 +65,10 @@ def sleep(payload: Sleep, ctx: JobContext) -> dict[str, float]:
         ctx.put_artifact(f"marks/{ctx.attempt}-started", b"", "text/plain")
     whole = int(payload.seconds)
     for second in range(whole):
-        ctx.progress(
-            100 * second / max(payload.seconds, 1e-9), f"{second} of {payload.seconds:g} s"
-        )
+        if payload.report:
+            ctx.progress(
+                100 * second / max(payload.seconds, 1e-9), f"{second} of {payload.seconds:g} s"
+            )
         time.sleep(1)
     time.sleep(payload.seconds - whole)
     ctx.progress(100, "done")

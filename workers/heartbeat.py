@@ -1,5 +1,5 @@
 """The visibility heartbeat: while this worker holds messages, they stay invisible to others,
-and the jobs it runs keep their leases.
+the jobs it runs keep their leases, and a job whose cancellation was asked is stopped.
 
 kombu never extends a message's visibility, and inside a task the receipt handle is not
 known (FACTS.md), so this runs in the worker's main process, as a thread over the requests
@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 from offload import aws, leases
+from offload.cancel import revoke_running
 from offload.errors import AwsUnavailable, JobStateConflict
 from offload.settings import Settings
 from offload.store import JobStore
@@ -100,7 +101,7 @@ class Heartbeat:
     def _renew(self, request: Any) -> None:
         owner = lease_owner(request.hostname, request.worker_pid)
         try:
-            leases.renew(self.store, request.id, owner, self.settings.lease_s)
+            job = leases.renew(self.store, request.id, owner, self.settings.lease_s)
         except AwsUnavailable as exc:
             log.warning("lease of job %s not renewed: %s", request.id, exc)
             return
@@ -108,6 +109,21 @@ class Heartbeat:
             self._lost(request, owner, conflict)
             return
         self._held.add(request.id)
+        if job.cancel_requested:
+            self._cancel(request, job.attempts)
+
+    def _cancel(self, request: Any, attempt: int) -> None:
+        # The task did not stop at a progress report (it may report none): stop it here.
+        try:
+            revoke_running(self.store, request.id, attempt)
+        except (AwsUnavailable, JobStateConflict) as exc:
+            log.warning(
+                "job %s: cancellation not recorded (%s); trying next round", request.id, exc
+            )
+            return
+        log.info("job %s cancelled while running: stopping its task", request.id)
+        self._held.discard(request.id)
+        request.terminate(self.pool, signal="SIGKILL")
 
     def _lost(self, request: Any, owner: str, conflict: JobStateConflict) -> None:
         job = conflict.current

@@ -42,6 +42,7 @@ class JobView(BaseModel):
     finished_at: datetime | None
     updated_at: datetime
     next_attempt_at: datetime | None
+    cancel_requested: bool
 
     @classmethod
     def of(cls, job: Job) -> JobView:

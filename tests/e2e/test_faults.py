@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -102,6 +103,14 @@ def queue_empty(system: LocalSystem) -> bool:
     return all(value == "0" for value in attrs.values())
 
 
+def alive(process: Path) -> bool:
+    """Whether /proc/<pid> names a process that has not exited (zombies have)."""
+    try:
+        return (process / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def running(job: dict[str, Any]) -> bool:
     """STARTED and past its first progress report (the task body is under way)."""
     return job["status"] in TERMINAL or (
@@ -164,3 +173,39 @@ def test_a_job_three_times_the_visibility_timeout_runs_once(
     )
     assert (done["status"], done["attempts"]) == ("SUCCESS", 1), done
     assert marks(faulty, job["job_id"]) == ["1-finished", "1-started"]
+
+
+def test_cancel_before_start_revokes_and_never_runs(faulty: LocalSystem, api: httpx.Client) -> None:
+    # No gpu worker runs in this system: the job waits in its queue.
+    job = submit(api, "embeddings.embed", {"texts": ["never embedded"]})
+    cancelled = api.post(f"/jobs/{job['job_id']}/cancel")
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "REVOKED"
+    assert api.post(f"/jobs/{job['job_id']}/cancel").status_code == 409
+
+
+@pytest.mark.parametrize("report", [True, False], ids=["at-a-progress-report", "by-heartbeat"])
+def test_cancel_during_a_run_stops_the_task(
+    faulty: LocalSystem, api: httpx.Client, report: bool
+) -> None:
+    job = submit(api, "diag.sleep", {"seconds": 40, "mark": True, "report": report})
+    poll(api, faulty, job["job_id"], lambda j: j["status"] == "STARTED")
+    time.sleep(1.5)  # into the body
+    owner = JobStore(faulty.settings()).get(job["job_id"]).lease_owner
+    assert owner is not None
+    pool_process = Path(f"/proc/{owner.rsplit('/', 1)[1]}")
+    flagged = api.post(f"/jobs/{job['job_id']}/cancel").json()
+    assert flagged["cancel_requested"] is True
+    done = poll(api, faulty, job["job_id"], lambda j: j["status"] in TERMINAL, timeout_s=20)
+    assert done["status"] == "REVOKED", done
+    assert marks(faulty, job["job_id"]) == ["1-started"]  # the body never finished
+    if not report:
+        # it could not learn of the cancel itself: the heartbeat ended its pool process
+        deadline = time.monotonic() + 10
+        while alive(pool_process):
+            assert time.monotonic() < deadline, "the task's process still runs"
+            time.sleep(0.2)
+    # the worker carries on: the next job runs
+    after = submit(api, "diag.sleep", {"seconds": 0})
+    assert poll(api, faulty, after["job_id"], lambda j: j["status"] in TERMINAL)["status"] == (
+        "SUCCESS"
+    )

@@ -47,3 +47,11 @@ async def list_jobs(
     """The caller's jobs, newest first, filtered by status and task."""
     page, next_cursor = await jobs.list(limit=limit, cursor=cursor, status=status, task=task)
     return JobPage(jobs=[JobView.of(job) for job in page], next_cursor=next_cursor)
+
+
+@router.post("/jobs/{job_id}/cancel", status_code=202, response_model=JobView)
+async def cancel_job(job_id: str, jobs: JobsDep) -> JobView:
+    """Cancel a job: REVOKED at once if it has not started; a running one is flagged
+    (`cancel_requested`) and stops at its next progress report or worker heartbeat.
+    409 when it has already ended."""
+    return JobView.of(await jobs.cancel(job_id))
