@@ -85,7 +85,47 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("job_id")
     cancel.add_argument("--api", default=default_api)
     cancel.set_defaults(run=_jobs_cancel)
+    dlq = sub.add_parser("dlq", help="dead letters of a queue lane")
+    dlq_sub = dlq.add_subparsers(required=True, metavar="ACTION")
+    dlq_list = dlq_sub.add_parser("list", help="the lane's dead letters and why")
+    dlq_list.add_argument("lane", choices=["cpu", "gpu"])
+    dlq_list.add_argument("--api", default=default_api)
+    dlq_list.set_defaults(run=_dlq_list)
+    replay = dlq_sub.add_parser("replay", help="send dead letters back to work")
+    replay.add_argument("lane", choices=["cpu", "gpu"])
+    replay.add_argument(
+        "--job",
+        action="append",
+        dest="job_ids",
+        metavar="JOB_ID",
+        help="only this job (repeatable); default: all",
+    )
+    replay.add_argument("--api", default=default_api)
+    replay.set_defaults(run=_dlq_replay)
     return parser
+
+
+def _dlq_list(args: argparse.Namespace) -> int:
+    listing = _call(args.api, "GET", f"/dlq/{args.lane}")
+    print(f"{listing['count']} dead letter(s) in the {args.lane} lane")
+    for letter in listing["messages"]:
+        error = letter.get("error") or {}
+        why = f" ({error['type']}: {error['message']})" if error else ""
+        print(
+            f"{letter['job_id'] or letter['message_id']}  {letter['task'] or '-':<20} "
+            f"{letter['reason']}{why}"
+        )
+    return 0
+
+
+def _dlq_replay(args: argparse.Namespace) -> int:
+    body = {"job_ids": args.job_ids} if args.job_ids else {}
+    report = _call(args.api, "POST", f"/dlq/{args.lane}/replay", body)
+    for job_id in report["replayed"]:
+        print(f"replayed {job_id}")
+    for job_id, why in report["skipped"].items():
+        print(f"skipped  {job_id}: {why}")
+    return 0 if not report["skipped"] else 1
 
 
 def _dev(args: argparse.Namespace) -> int:

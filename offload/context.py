@@ -23,6 +23,8 @@ class JobContext:
     attempt: int
     settings: Settings
     store: JobStore = field(repr=False)
+    # Attempts the job made in earlier runs, before an operator replayed it.
+    previous_attempts: int = 0
 
     def progress(self, percent: float, message: str = "") -> None:
         """Report how far the task has come; clients see it at `GET /jobs/{id}`.

@@ -47,6 +47,8 @@ class Outcome:
     busy: bool = False
     # The attempt that ran (a takeover runs a later one than its message names).
     attempt: int = 0
+    # Why it failed, for FAILURE and RETRY.
+    error: JobError | None = None
 
 
 def describe_error(exc: BaseException) -> JobError:
@@ -106,6 +108,8 @@ class Attempt:
         )
         if claimed.verdict is Verdict.RUN:
             self.attempt = self.context.attempt = claimed.attempt
+            if claimed.job is not None:
+                self.context.previous_attempts = sum(run.attempts for run in claimed.job.history)
         else:
             log.warning(
                 "job %s, delivery of attempt %d: %s (%s)",
@@ -145,12 +149,12 @@ class Attempt:
         try:
             if not retryable:
                 self.store.fail(self.job_id, self.attempt, error)
-                return Outcome(JobStatus.FAILURE, attempt=self.attempt)
+                return Outcome(JobStatus.FAILURE, attempt=self.attempt, error=error)
             delay = retry_delay(self.attempt, self.spec.backoff_s, self.spec.backoff_max_s)
             if max_delay_s is not None:
                 delay = min(delay, max_delay_s)
             self.store.retry(self.job_id, self.attempt, error, utcnow() + timedelta(seconds=delay))
-            return Outcome(JobStatus.RETRY, retry_in_s=delay, attempt=self.attempt)
+            return Outcome(JobStatus.RETRY, retry_in_s=delay, attempt=self.attempt, error=error)
         except JobStateConflict as conflict:
             log.warning("failure of job %s not recorded: %s", self.job_id, conflict)
             return Outcome(None)
@@ -177,5 +181,6 @@ class Attempt:
 def not_run(claimed: Claim) -> Outcome:
     """The outcome of a delivery that did not run the task."""
     if claimed.verdict is Verdict.LOST:
-        return Outcome(JobStatus.FAILURE, attempt=claimed.attempt)
+        error = claimed.job.error if claimed.job else None
+        return Outcome(JobStatus.FAILURE, attempt=claimed.attempt, error=error)
     return Outcome(None, busy=claimed.verdict is Verdict.BUSY)

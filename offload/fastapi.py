@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import BackgroundTasks, Depends, FastAPI, Request
 
 from offload.catalog import Catalog, TaskSpec
+from offload.dlq import DeadLetters
 from offload.inline import InlineRunner
 from offload.jobs import Jobs
 from offload.queues import QueuePublisher
@@ -32,6 +33,7 @@ class Offload:
         self.catalog = catalog
         self.store = JobStore(settings)
         self.publisher = QueuePublisher(settings)
+        self.dead_letters = DeadLetters(self.store, self.publisher, catalog)
         self.inline = InlineRunner(
             self.store, settings.inline_concurrency, settings.inline_retry_max_delay_s
         )

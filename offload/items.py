@@ -18,7 +18,7 @@ from offload.job import Job, isoformat
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
-_JSON_FIELDS = ("payload", "result", "error", "progress")
+_JSON_FIELDS = ("payload", "result", "error", "progress", "history")
 _TIME_FIELDS = (
     "created_at",
     "started_at",
@@ -65,6 +65,8 @@ def to_item(job: Job) -> dict[str, AttributeValueTypeDef]:
         item["result"] = {"S": json.dumps(job.result)}
     if job.idempotency_key is not None:
         item["idempotency_key"] = {"S": job.idempotency_key}
+    if job.history:
+        item["history"] = {"S": json.dumps([run.model_dump(mode="json") for run in job.history])}
     if job.cancel_requested:
         item["cancel_requested"] = {"BOOL": True}
     if job.lease_owner is not None:

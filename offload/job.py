@@ -76,6 +76,16 @@ class JobError(BaseModel):
     message: str
 
 
+class PastRun(BaseModel):
+    """How a run of a job ended before an operator replayed it."""
+
+    attempts: int
+    error: JobError | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    replayed_at: datetime
+
+
 class Job(BaseModel):
     """A job as stored and as the API shows it."""
 
@@ -95,6 +105,8 @@ class Job(BaseModel):
     next_attempt_at: datetime | None = None
     # Cancellation was asked while the job ran; it stops at its next progress report or beat.
     cancel_requested: bool = False
+    # Earlier runs of a job replayed from a dead-letter queue, oldest first.
+    history: list[PastRun] = Field(default_factory=list)
     # Internal: not part of the API view.
     caller: str = Field(default="local", exclude=True)
     # Who runs the current attempt, and until when that claim holds without a heartbeat.

@@ -39,7 +39,7 @@ class QueuePublisher:
         self, spec: TaskSpec, job_id: str, payload: Any, *, attempt: int = 1, delay_s: float = 0
     ) -> None:
         """Send attempt `attempt` of a job, visible to workers after `delay_s` (at most 15 min)."""
-        lane = _queue_lane(spec)
+        lane = queue_lane(spec)
         body = celery_protocol.encode(
             task=spec.name,
             task_id=job_id,
@@ -54,8 +54,14 @@ class QueuePublisher:
                 DelaySeconds=max(0, min(MAX_DELAY_S, round(delay_s))),
             )
 
+    def send_raw(self, lane: QueueLane, body: str) -> None:
+        """Send a message body as it is (a replayed dead letter that is not a job of ours)."""
+        with aws.unavailable_as("SQS"):
+            self.client.send_message(QueueUrl=self.settings.queue_url(lane), MessageBody=body)
 
-def _queue_lane(spec: TaskSpec) -> QueueLane:
+
+def queue_lane(spec: TaskSpec) -> QueueLane:
+    """The queue lane of a cpu or gpu task."""
     if spec.lane == "cpu" or spec.lane == "gpu":
         return spec.lane
     raise ValueError(f"task {spec.name} runs on lane {spec.lane!r}, which has no queue")

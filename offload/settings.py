@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     results_bucket: str | None = None
     cpu_queue_url: str | None = None
     gpu_queue_url: str | None = None
+    cpu_dlq_url: str | None = None
+    gpu_dlq_url: str | None = None
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -94,10 +96,16 @@ class Settings(BaseSettings):
     def queue_url(self, lane: QueueLane) -> str:
         """The SQS queue URL of a queue lane, computed so that no AWS call is needed."""
         explicit = self.cpu_queue_url if lane == "cpu" else self.gpu_queue_url
-        if explicit:
-            return explicit
+        return explicit or self._sqs_url(self.queue_name(lane))
+
+    def dlq_url(self, lane: QueueLane) -> str:
+        """The URL of a queue lane's dead-letter queue."""
+        explicit = self.cpu_dlq_url if lane == "cpu" else self.gpu_dlq_url
+        return explicit or self._sqs_url(f"{self.queue_name(lane)}-dlq")
+
+    def _sqs_url(self, name: str) -> str:
         base = self.aws_endpoint_url or f"https://sqs.{self.aws_region}.amazonaws.com"
-        return f"{base.rstrip('/')}/{self.aws_account_id}/{self.queue_name(lane)}"
+        return f"{base.rstrip('/')}/{self.aws_account_id}/{name}"
 
 
 @lru_cache(maxsize=1)

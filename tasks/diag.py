@@ -41,7 +41,9 @@ class Sleep(BaseModel):
 class Flaky(BaseModel):
     """How many attempts fail before one succeeds."""
 
-    fail_times: int = Field(ge=0, le=10, description="attempts that fail before one succeeds")
+    fail_times: int = Field(
+        ge=0, le=20, description="attempts that fail before one succeeds (across replays)"
+    )
 
 
 @task("diag.echo", lane="inline", payload=Echo, max_attempts=1, timeout_s=5)
@@ -83,7 +85,10 @@ class FlakyError(RuntimeError):
 
 @task("diag.flaky", lane="cpu", payload=Flaky, max_attempts=5, timeout_s=30, backoff_s=1)
 def flaky(payload: Flaky, ctx: JobContext) -> dict[str, int]:
-    """Fail the first `fail_times` attempts, then succeed: shows retries and backoff."""
-    if ctx.attempt <= payload.fail_times:
-        raise FlakyError(f"planned failure {ctx.attempt} of {payload.fail_times}")
+    """Fail the first `fail_times` attempts, then succeed: shows retries and backoff.
+
+    Attempts count across replays, so a job that failed for good succeeds once replayed."""
+    made = ctx.previous_attempts + ctx.attempt
+    if made <= payload.fail_times:
+        raise FlakyError(f"planned failure {made} of {payload.fail_times}")
     return {"attempt": ctx.attempt}

@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         worker_send_task_events=False,
         task_send_sent_event=False,
         worker_hijack_root_logger=False,
+        worker_consumer="workers.consumer:DeadLetteringConsumer",
         # Messages sent with Celery's own API land on the task's lane queue (they need a job
         # record made by offload to run; without one they are dropped with a warning).
         task_routes={
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         if spec.lane in QUEUE_LANES:
             _register(app, spec, settings)
     _beat_while_running(app, settings)
+    app.offload_settings = settings  # the consumer dead-letters to this app's queues
     return app
 
 

@@ -9,10 +9,13 @@ import logging
 from functools import lru_cache
 from typing import Any
 
+from offload import celery_protocol
 from offload.catalog import TaskSpec
+from offload.dlq import bury
 from offload.errors import AwsUnavailable
 from offload.execution import Attempt, Outcome
-from offload.queues import QueuePublisher
+from offload.job import JobStatus
+from offload.queues import QueuePublisher, queue_lane
 from offload.settings import Settings
 from offload.store import JobStore
 
@@ -47,6 +50,8 @@ class Runtime:
             attempt,
             outcome.status.value if outcome.status else ("busy" if outcome.busy else "dropped"),
         )
+        if outcome.status is JobStatus.FAILURE:
+            self._bury(spec, job_id, payload, outcome)
         if outcome.retry_in_s is not None:
             try:
                 self.publisher.send(
@@ -57,6 +62,35 @@ class Runtime:
                 log.error("job %s: retry %d could not be queued", job_id, outcome.attempt + 1)
                 raise
         return outcome
+
+    def _bury(self, spec: TaskSpec, job_id: str, payload: Any, outcome: Outcome) -> None:
+        """Keep a failed job's message in its lane's DLQ, where an operator replays it."""
+        error = outcome.error
+        if error is not None and error.type == "InvalidPayload":
+            reason = "the payload no longer validates"
+        elif error is not None and error.type == "WorkerLost":
+            reason = "its worker was lost on the last attempt"
+        else:
+            reason = f"failed after {outcome.attempt} of {spec.max_attempts} attempts"
+        body = celery_protocol.encode(
+            task=spec.name,
+            task_id=job_id,
+            kwargs={"payload": payload, "attempt": outcome.attempt},
+            routing_key=spec.lane,
+        )
+        try:
+            bury(
+                self.store.settings,
+                queue_lane(spec),
+                body,
+                reason,
+                job_id=job_id,
+                task=spec.name,
+                error=error,
+            )
+        except AwsUnavailable as exc:
+            # The job is FAILURE in the store all the same; only the replay handle is missing.
+            log.error("job %s failed but could not be dead-lettered: %s", job_id, exc)
 
 
 @lru_cache(maxsize=1)

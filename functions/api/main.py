@@ -10,7 +10,7 @@ from mangum import Mangum
 
 import tasks
 from functions.api import errors
-from functions.api.routes import documents, health, jobs
+from functions.api.routes import dlq, documents, health, jobs
 from functions.api.routes import tasks as task_routes
 from offload.catalog import Catalog
 from offload.fastapi import Offload
@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     )
     offload.install(app)
     errors.install(app)
-    for module in (jobs, task_routes, documents, health):
+    for module in (jobs, task_routes, dlq, documents, health):
         app.include_router(module.router)
     return app
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from offload.job import Job, JobError, JobStatus, Lane, Progress
+from offload.job import Job, JobError, JobStatus, Lane, PastRun, Progress
 
 
 class SubmitJob(BaseModel):
@@ -43,6 +43,7 @@ class JobView(BaseModel):
     updated_at: datetime
     next_attempt_at: datetime | None
     cancel_requested: bool
+    history: list[PastRun]
 
     @classmethod
     def of(cls, job: Job) -> JobView:

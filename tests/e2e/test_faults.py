@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,71 @@ def test_cancel_during_a_run_stops_the_task(
             assert time.monotonic() < deadline, "the task's process still runs"
             time.sleep(0.2)
     # the worker carries on: the next job runs
+    after = submit(api, "diag.sleep", {"seconds": 0})
+    assert poll(api, faulty, after["job_id"], lambda j: j["status"] in TERMINAL)["status"] == (
+        "SUCCESS"
+    )
+
+
+def test_a_poison_job_retries_with_backoff_fails_and_replays_to_success(
+    faulty: LocalSystem, api: httpx.Client
+) -> None:
+    job = submit(api, "diag.flaky", {"fail_times": 5})  # max_attempts 5: fails for good
+    delays: dict[int, float] = {}
+    deadline = time.monotonic() + 90
+    while True:
+        seen: dict[str, Any] = api.get(f"/jobs/{job['job_id']}").json()
+        if seen["status"] == "RETRY" and seen["next_attempt_at"]:
+            waited = datetime.fromisoformat(seen["next_attempt_at"]) - datetime.fromisoformat(
+                seen["updated_at"]
+            )
+            delays[seen["attempts"]] = waited.total_seconds()
+        if seen["status"] in TERMINAL:
+            break
+        assert time.monotonic() < deadline, logs_of(faulty)
+        time.sleep(0.1)
+    assert (seen["status"], seen["attempts"]) == ("FAILURE", 5), seen
+    assert seen["error"]["type"] == "FlakyError"
+    # full jitter under a ceiling that doubles: backoff_s=1 gives 1, 2, 4, 8 s
+    assert delays, "no RETRY was seen"
+    for attempt, delay in delays.items():
+        assert 0 <= delay <= 2 ** (attempt - 1) + 0.01, delays
+
+    letters = api.get("/dlq/cpu").json()["messages"]
+    mine = [letter for letter in letters if letter["job_id"] == job["job_id"]]
+    assert [letter["reason"] for letter in mine] == ["failed after 5 of 5 attempts"]
+
+    report = api.post("/dlq/cpu/replay", json={"job_ids": [job["job_id"]]}).json()
+    assert report["replayed"] == [job["job_id"]]
+    done = poll(api, faulty, job["job_id"], lambda j: j["status"] in TERMINAL)
+    assert (done["status"], done["attempts"]) == ("SUCCESS", 1), done
+    assert [run["attempts"] for run in done["history"]] == [5]
+
+
+def test_messages_no_worker_can_run_are_dead_lettered_and_the_worker_carries_on(
+    faulty: LocalSystem, api: httpx.Client
+) -> None:
+    sqs = boto3.client("sqs", endpoint_url=faulty.aws_url, region_name="us-east-1")
+    queue = faulty.settings().queue_url("cpu")
+    sqs.send_message(QueueUrl=queue, MessageBody="this is not a Celery message")
+    sqs.send_message(
+        QueueUrl=queue,
+        MessageBody=celery_protocol.encode(
+            task="no.such.task", task_id="ghost-1", kwargs={}, routing_key="cpu"
+        ),
+    )
+    deadline = time.monotonic() + 60
+    reasons: list[str] = []
+    while len(reasons) < 2:
+        assert time.monotonic() < deadline, f"{reasons}\n{logs_of(faulty)}"
+        time.sleep(0.5)
+        letters = api.get("/dlq/cpu").json()["messages"]
+        reasons = [m["reason"] for m in letters if m["job_id"] in (None, "ghost-1")]
+    assert any(
+        reason.startswith("not a readable message") or "not a Celery" in reason
+        for reason in reasons
+    ), reasons
+    assert "unknown task 'no.such.task'" in reasons, reasons
     after = submit(api, "diag.sleep", {"seconds": 0})
     assert poll(api, faulty, after["job_id"], lambda j: j["status"] in TERMINAL)["status"] == (
         "SUCCESS"
