@@ -119,4 +119,8 @@ class JobRevoked(OffloadError):
 
 
 class TaskTimeout(OffloadError):
-    """A task ran past its time limit."""
+    """An inline task ran past its time limit."""
+
+
+class TimeLimitExceeded(OffloadError):
+    """A worker's hard time limit ended a task that ignored its soft limit."""

@@ -13,8 +13,6 @@ if TYPE_CHECKING:
 
 # SQS's ceiling on DelaySeconds.
 MAX_DELAY_S = 900
-# The hard limit ends the worker child this long after the soft limit raised in the task.
-HARD_LIMIT_GRACE_S = 30.0
 
 
 class QueuePublisher:
@@ -45,7 +43,7 @@ class QueuePublisher:
             task_id=job_id,
             kwargs={"payload": payload, "attempt": attempt},
             routing_key=lane,
-            time_limit=(spec.timeout_s + HARD_LIMIT_GRACE_S, spec.timeout_s),
+            time_limit=(spec.timeout_s + self.settings.hard_limit_grace_s, spec.timeout_s),
         )
         with aws.unavailable_as("SQS"):
             self.client.send_message(

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     inline_shutdown_grace_s: float = Field(default=15.0, ge=0)
 
     worker_concurrency: int | None = Field(default=None, ge=1)
+    # A task gets SoftTimeLimitExceeded at its timeout_s; this much later its process ends.
+    hard_limit_grace_s: float = Field(default=30.0, gt=0)
     # The queues' visibility timeout (template.yaml). Short, so that a dead worker's job is
     # delivered again soon; the heartbeat extends it, and the lease, while a job runs.
     queue_visibility_timeout_s: int = Field(default=60, ge=3, le=43200)

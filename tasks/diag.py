@@ -79,6 +79,28 @@ def sleep(payload: Sleep, ctx: JobContext) -> dict[str, float]:
     return {"slept_s": round(time.monotonic() - started, 3)}
 
 
+class Hang(BaseModel):
+    """How a task that overruns its time limit behaves."""
+
+    ignore_soft_limit: bool = Field(
+        default=False,
+        description="swallow the soft time limit's exception, so only the hard limit stops it",
+    )
+
+
+@task("diag.hang", lane="cpu", payload=Hang, max_attempts=2, timeout_s=2, backoff_s=0)
+def hang(payload: Hang, ctx: JobContext) -> None:
+    """Run past the 2 s time limit: shows soft and hard limits recorded and retried."""
+    deadline = time.monotonic() + 3600
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.1)
+        except Exception as exc:
+            # billiard's SoftTimeLimitExceeded; named, not imported: the API imports this module
+            if not (payload.ignore_soft_limit and type(exc).__name__ == "SoftTimeLimitExceeded"):
+                raise
+
+
 class FlakyError(RuntimeError):
     """The planned failure of `diag.flaky`."""
 

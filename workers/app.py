@@ -18,7 +18,6 @@ from kombu import Queue  # type: ignore[attr-defined]
 import tasks
 from offload.catalog import Catalog, TaskSpec
 from offload.errors import AwsUnavailable
-from offload.queues import HARD_LIMIT_GRACE_S
 from offload.settings import QueueLane, Settings, get_settings
 from workers.heartbeat import Heartbeat, lease_owner
 from workers.runtime import runtime_for
@@ -128,14 +127,22 @@ def _register(app: Celery, spec: TaskSpec, settings: Settings) -> None:
 
     run.__name__ = run.__qualname__ = spec.name.replace(".", "_")
     run.__doc__ = spec.description
-    app.task(
+    task = app.task(
         name=spec.name,
         bind=True,
         shared=False,  # each app (tests make several) registers its own
-        time_limit=spec.timeout_s + HARD_LIMIT_GRACE_S,
+        time_limit=spec.timeout_s + settings.hard_limit_grace_s,
         soft_time_limit=spec.timeout_s,
         ignore_result=True,
+        Request="workers.request:OffloadRequest",
     )(run)
+    task.offload_spec = spec
+    task.offload_settings = settings
+
+
+def spec_of(task: Any) -> tuple[TaskSpec, Settings]:
+    """The offload task behind a Celery task, and the settings it runs with."""
+    return task.offload_spec, task.offload_settings
 
 
 app = create_app()

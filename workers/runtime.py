@@ -12,7 +12,7 @@ from typing import Any
 from offload import celery_protocol
 from offload.catalog import TaskSpec
 from offload.dlq import bury
-from offload.errors import AwsUnavailable
+from offload.errors import AwsUnavailable, TimeLimitExceeded
 from offload.execution import Attempt, Outcome
 from offload.job import JobStatus
 from offload.queues import QueuePublisher, queue_lane
@@ -58,10 +58,30 @@ class Runtime:
                     spec, job_id, payload, attempt=outcome.attempt + 1, delay_s=outcome.retry_in_s
                 )
             except AwsUnavailable:
-                # boto3 already retried; the job now waits in RETRY for an operator.
+                # The message is then kept (Reject): delivered again once the retry is due,
+                # it runs the next attempt itself.
                 log.error("job %s: retry %d could not be queued", job_id, outcome.attempt + 1)
                 raise
         return outcome
+
+    def time_limit_exceeded(self, spec: TaskSpec, job_id: str, owner: str, limit_s: float) -> None:
+        """Record that the hard time limit ended `owner`'s attempt (from the main process).
+
+        RETRY or FAILURE per the task's policy; the delivery itself goes back to the queue,
+        and its next receipt runs the retry once due (or finds the job ended)."""
+        job = self.store.get(job_id)
+        if job.status is not JobStatus.STARTED or job.lease_owner != owner:
+            return  # already recorded, or taken over by another worker
+        attempt = Attempt(self.store, spec, job_id, job.attempts, job.payload, owner=owner)
+        outcome = attempt.failed(TimeLimitExceeded(f"{spec.name} was stopped after {limit_s:g} s"))
+        log.error(
+            "job %s attempt %d: hard time limit exceeded: %s",
+            job_id,
+            job.attempts,
+            outcome.status.value if outcome.status else "not recorded",
+        )
+        if outcome.status is JobStatus.FAILURE:
+            self._bury(spec, job_id, job.payload, outcome)
 
     def _bury(self, spec: TaskSpec, job_id: str, payload: Any, outcome: Outcome) -> None:
         """Keep a failed job's message in its lane's DLQ, where an operator replays it."""

@@ -38,6 +38,8 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
         lanes=("cpu", "cpu"),
         log_dir=tmp_path_factory.mktemp("fault-logs"),
         visibility_timeout_s=VISIBILITY_S,
+        # diag.hang's hard limit comes 1 s after its 2 s soft limit, not 30 s
+        extra_env={"OFFLOAD_HARD_LIMIT_GRACE_S": "1"},
     )
     system.start(timeout_s=90)
     try:
@@ -275,3 +277,21 @@ def test_messages_no_worker_can_run_are_dead_lettered_and_the_worker_carries_on(
     assert poll(api, faulty, after["job_id"], lambda j: j["status"] in TERMINAL)["status"] == (
         "SUCCESS"
     )
+
+
+@pytest.mark.parametrize(
+    ("ignore_soft_limit", "error_type"),
+    [(False, "SoftTimeLimitExceeded"), (True, "TimeLimitExceeded")],
+    ids=["soft-limit", "hard-limit"],
+)
+def test_time_limits_are_recorded_and_retried_per_policy(
+    faulty: LocalSystem, api: httpx.Client, ignore_soft_limit: bool, error_type: str
+) -> None:
+    job = submit(api, "diag.hang", {"ignore_soft_limit": ignore_soft_limit})
+    done = poll(api, faulty, job["job_id"], lambda j: j["status"] in TERMINAL, timeout_s=120)
+    assert (done["status"], done["attempts"]) == ("FAILURE", 2), f"{done}\n{logs_of(faulty)}"
+    assert done["error"]["type"] == error_type, done
+    letters = api.get("/dlq/cpu").json()["messages"]
+    assert [m["reason"] for m in letters if m["job_id"] == job["job_id"]] == [
+        "failed after 2 of 2 attempts"
+    ]
