@@ -25,9 +25,9 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
-# The fault suite at larger counts (minutes): 10 worker kills.
+# The fault suite at larger counts (minutes): 10 worker kills, a burst of 1000 jobs.
 soak: $(STAMP)
-	OFFLOAD_SOAK_KILLS=10 $(BIN)/pytest tests/e2e/test_faults.py
+	OFFLOAD_SOAK_KILLS=10 OFFLOAD_SOAK_BURST=1000 $(BIN)/pytest tests/e2e/test_faults.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     worker_concurrency: int | None = Field(default=None, ge=1)
     # A task gets SoftTimeLimitExceeded at its timeout_s; this much later its process ends.
     hard_limit_grace_s: float = Field(default=30.0, gt=0)
+    # On SIGTERM a worker lets running jobs finish this long, then releases them to others
+    # (below the two minutes an EC2 spot or scale-in notice leaves).
+    worker_shutdown_grace_s: float = Field(default=60.0, ge=0)
     # The queues' visibility timeout (template.yaml). Short, so that a dead worker's job is
     # delivered again soon; the heartbeat extends it, and the lease, while a job runs.
     queue_visibility_timeout_s: int = Field(default=60, ge=3, le=43200)

@@ -23,9 +23,6 @@ from workers.heartbeat import Heartbeat, lease_owner
 from workers.runtime import runtime_for
 
 QUEUE_LANES: tuple[QueueLane, ...] = ("cpu", "gpu")
-# Seconds a message stays hidden after its n-th delivery found AWS unavailable (kombu's
-# backoff policy, keyed by the SQS receive count).
-UNAVAILABLE_BACKOFF_S = {1: 10, 2: 30, 3: 60, 4: 120, 5: 300}
 
 
 def broker_url(settings: Settings) -> str:
@@ -48,14 +45,10 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         broker_transport_options={
             "region": settings.aws_region,
             "is_secure": secure,
-            "predefined_queues": {
-                lane: {
-                    "url": settings.queue_url(lane),
-                    "backoff_policy": UNAVAILABLE_BACKOFF_S,
-                    "backoff_tasks": [s.name for s in catalog if s.lane == lane],
-                }
-                for lane in QUEUE_LANES
-            },
+            # No kombu backoff_policy: with it, kombu 5.7 crashes the worker (KeyError
+            # 'sqs_message') when Celery requeues a delivery (hard time limit, lost process).
+            # A rejected delivery waits out its visibility timeout instead.
+            "predefined_queues": {lane: {"url": settings.queue_url(lane)} for lane in QUEUE_LANES},
             "wait_time_seconds": settings.worker_wait_time_s,
         },
         broker_connection_retry_on_startup=True,
@@ -101,12 +94,19 @@ def _beat_while_running(app: Celery, settings: Settings) -> None:
             beat.start()
             beats.append(beat)
 
+    def shutting_down(sender: Any, **_: Any) -> None:
+        # SIGTERM: Celery stops taking messages and waits for running tasks; give them the
+        # grace period, then hand the rest to other workers at once.
+        for beat in beats:
+            beat.release_after(settings.worker_shutdown_grace_s)
+
     def shutdown(sender: Any, **_: Any) -> None:
         while beats:
             beats.pop().stop()
 
     # Not weak: the handlers are closures that would otherwise be collected at once.
     signals.worker_ready.connect(ready, weak=False)
+    signals.worker_shutting_down.connect(shutting_down, weak=False)
     signals.worker_shutdown.connect(shutdown, weak=False)
 
 
@@ -116,13 +116,15 @@ def _register(app: Celery, spec: TaskSpec, settings: Settings) -> None:
         try:
             outcome = runtime_for(settings).execute(spec, self.request.id, payload, attempt, owner)
         except AwsUnavailable as exc:
-            # Not the task's fault: leave the message on the queue. kombu then hides it for
-            # the backoff policy's delay, and the redrive policy dead-letters it after
-            # maxReceiveCount deliveries, so an outage neither spins nor loses the job.
+            # Not the task's fault: leave the message on the queue. With a redrive policy
+            # kombu keeps a rejected message, which returns after its visibility timeout;
+            # after maxReceiveCount deliveries SQS dead-letters it. An outage neither spins
+            # nor loses the job.
             raise Reject(str(exc), requeue=False) from exc
         if outcome.busy:
             # Another worker holds the job's live lease (or its retry is not due): keep the
-            # message, hidden for a while, so it still runs if that worker dies.
+            # message (back after its visibility timeout), so it still runs if that worker
+            # dies.
             raise Reject("job busy elsewhere", requeue=False)
 
     run.__name__ = run.__qualname__ = spec.name.replace(".", "_")

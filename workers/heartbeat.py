@@ -10,6 +10,8 @@ shutdown, so jobs that finish during a warm shutdown stay covered.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from typing import Any
 
@@ -42,6 +44,7 @@ class Heartbeat:
         self.store = JobStore(settings)
         self._held: set[str] = set()  # job ids whose lease this worker renewed at least once
         self._stop = threading.Event()
+        self._grace: threading.Timer | None = None
         self._thread = threading.Thread(target=self._loop, name="offload-heartbeat", daemon=True)
 
     def start(self) -> None:
@@ -51,8 +54,46 @@ class Heartbeat:
     def stop(self) -> None:
         """Stop beating (the worker is gone: its messages and leases may lapse)."""
         self._stop.set()
+        if self._grace is not None:
+            self._grace.cancel()
+            if self._grace.is_alive():
+                self._grace.join(timeout=10)  # a release under way must finish first
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+
+    def release_after(self, grace_s: float) -> None:
+        """The worker is stopping: jobs still running after `grace_s` are released."""
+        if self._grace is None:
+            self._grace = threading.Timer(grace_s, self._release_running)
+            self._grace.daemon = True
+            self._grace.start()
+
+    def _release_running(self) -> None:
+        for request in self._snapshot():
+            if not request.worker_pid or self._stop.is_set():
+                continue
+            owner = lease_owner(request.hostname, request.worker_pid)
+            log.warning("job %s: shutdown grace over; handing it to another worker", request.id)
+            # Stop the task first, so it never runs beside the attempt that takes over.
+            _kill(request)
+            self._held.discard(request.id)
+            try:
+                leases.release(self.store, request.id, owner)
+            except (AwsUnavailable, JobStateConflict) as exc:
+                log.warning("job %s: lease not released (%s); it lapses instead", request.id, exc)
+            self._make_visible(request)
+
+    def _make_visible(self, request: Any) -> None:
+        try:
+            info = request.message.delivery_info
+            with aws.unavailable_as("SQS"):
+                aws.sqs(self.settings).change_message_visibility(
+                    QueueUrl=info["sqs_queue"],
+                    ReceiptHandle=info["sqs_message"]["ReceiptHandle"],
+                    VisibilityTimeout=0,
+                )
+        except Exception as exc:
+            log.info("job %s: message not released (%s); kombu restores it", request.id, exc)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_interval_s):
@@ -134,4 +175,17 @@ class Heartbeat:
         )
         self._held.discard(request.id)
         # Another worker runs the job now: this run must not go on beside it.
-        request.terminate(self.pool, signal="SIGKILL")
+        _kill(request)
+
+
+def _kill(request: Any) -> None:
+    """End the pool process running `request` as a crash would.
+
+    Not `request.terminate()`: Celery takes a terminated task as revoked and acks its
+    message, which would delete the job's only delivery. A lost process instead puts the
+    message back (task_reject_on_worker_lost), and the job's lease decides who runs it.
+    """
+    try:
+        os.kill(request.worker_pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

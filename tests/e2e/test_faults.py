@@ -8,6 +8,7 @@ the test; the worker's heartbeat and leases scale with it. Counts are small here
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -39,7 +40,7 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
         log_dir=tmp_path_factory.mktemp("fault-logs"),
         visibility_timeout_s=VISIBILITY_S,
         # diag.hang's hard limit comes 1 s after its 2 s soft limit, not 30 s
-        extra_env={"OFFLOAD_HARD_LIMIT_GRACE_S": "1"},
+        extra_env={"OFFLOAD_HARD_LIMIT_GRACE_S": "1", "OFFLOAD_WORKER_SHUTDOWN_GRACE_S": "3"},
     )
     system.start(timeout_s=90)
     try:
@@ -295,3 +296,60 @@ def test_time_limits_are_recorded_and_retried_per_policy(
     assert [m["reason"] for m in letters if m["job_id"] == job["job_id"]] == [
         "failed after 2 of 2 attempts"
     ]
+
+
+@pytest.mark.parametrize("seconds", [1, 12], ids=["finishes-within-grace", "handed-over"])
+def test_sigterm_during_a_job(faulty: LocalSystem, api: httpx.Client, seconds: int) -> None:
+    job = submit(api, "diag.sleep", {"seconds": seconds, "mark": True})
+    poll(api, faulty, job["job_id"], lambda j: j["status"] == "STARTED")
+    worker = worker_running(faulty, job["job_id"])
+    stopping = time.monotonic()
+    worker.process.send_signal(signal.SIGTERM)
+    faulty.start_worker("cpu")  # keep two workers for the tests after this one
+    assert worker.process.wait(30) == 0  # a clean, warm shutdown
+    stopped_after = time.monotonic() - stopping
+    faulty.children.remove(worker)
+    done = poll(api, faulty, job["job_id"], lambda j: j["status"] in TERMINAL)
+    assert done["status"] == "SUCCESS", f"{done}\n{logs_of(faulty)}"
+    if seconds == 1:
+        # within the 3 s grace: it finished where it ran
+        assert done["attempts"] == 1
+        assert marks(faulty, job["job_id"]) == ["1-finished", "1-started"]
+    else:
+        # past the grace: released, and taken over at once by the other worker rather than
+        # after the visibility timeout, then finished once
+        assert done["attempts"] == 2
+        assert marks(faulty, job["job_id"]) == ["1-started", "2-finished", "2-started"]
+        assert stopped_after < 3 + VISIBILITY_S
+        handed = datetime.fromisoformat(done["started_at"]).timestamp() - time.time()
+        assert handed > -(seconds + 60)  # sanity: started_at is attempt 2's own
+
+
+BURST = int(os.environ.get("OFFLOAD_SOAK_BURST", "40"))
+
+
+def test_a_burst_across_two_workers_ends_every_job_once(
+    faulty: LocalSystem, api: httpx.Client
+) -> None:
+    faulty.wait_workers_ready()
+    ids = [submit(api, "diag.sleep", {"seconds": 0, "mark": True})["job_id"] for _ in range(BURST)]
+    deadline = time.monotonic() + 60 + BURST * 0.5
+    pending = set(ids)
+    while pending:
+        assert time.monotonic() < deadline, f"{len(pending)} of {BURST} never ended"
+        page = api.get("/jobs", params={"task": "diag.sleep", "limit": 100}).json()
+        statuses = {job["job_id"]: job["status"] for job in page["jobs"]}
+        for job_id in list(pending):
+            status = statuses.get(job_id) or api.get(f"/jobs/{job_id}").json()["status"]
+            if status in TERMINAL:
+                pending.discard(job_id)
+        time.sleep(0.5)
+    jobs = [api.get(f"/jobs/{job_id}").json() for job_id in ids]
+    assert [job["status"] for job in jobs] == ["SUCCESS"] * BURST
+    runs = [marks(faulty, job_id) for job_id in ids]
+    duplicates = [
+        job_id
+        for job_id, seen in zip(ids, runs, strict=True)
+        if seen != ["1-finished", "1-started"]
+    ]
+    assert duplicates == [], duplicates

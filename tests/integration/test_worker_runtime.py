@@ -144,5 +144,5 @@ def test_aws_outage_leaves_the_message_for_a_later_delivery(
     assert result.state == "REJECTED"
     assert isinstance(result.result, Reject) and result.result.requeue is False
     queues = celery_app.conf.broker_transport_options["predefined_queues"]
-    assert queues["cpu"]["backoff_tasks"] == ["t.ok"]
-    assert queues["gpu"]["backoff_tasks"] == ["t.boom"]
+    # kombu's backoff policy would crash the worker on a requeue (see workers/app.py)
+    assert all("backoff_policy" not in queue for queue in queues.values())
