@@ -80,7 +80,13 @@ class Jobs:
         try:
             await asyncio.to_thread(self.store.create, job)
         except JobAlreadyExists:
-            return await self._existing(job, idempotency_key)
+            existing = await self._existing(job, idempotency_key)
+            if existing.status is JobStatus.PENDING and existing.attempts == 0:
+                # The first request may have stored the job and then failed to send it (and
+                # to discard it). Sending again is safe: a second delivery of a job that has
+                # started or ended is dropped by its claim.
+                await self._dispatch(spec, existing, discard_on_failure=False)
+            return existing
         await self._dispatch(spec, job)
         return job
 
@@ -162,7 +168,7 @@ class Jobs:
             raise IdempotencyMismatch(idempotency_key, existing.job_id)
         return existing
 
-    async def _dispatch(self, spec: TaskSpec, job: Job) -> None:
+    async def _dispatch(self, spec: TaskSpec, job: Job, *, discard_on_failure: bool = True) -> None:
         if spec.lane == "inline":
             self.defer(spec, job.job_id, job.payload)
             return
@@ -171,7 +177,8 @@ class Jobs:
         except BaseException:
             # Whatever stopped the send (an outage, a refusal, a cancelled request), the job
             # must not stay PENDING with no message to run it.
-            await asyncio.shield(self._discard(job.job_id))
+            if discard_on_failure:
+                await asyncio.shield(self._discard(job.job_id))
             raise
 
     async def _discard(self, job_id: str) -> None:

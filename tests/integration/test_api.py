@@ -247,3 +247,32 @@ def test_a_cursor_of_another_caller_is_refused(client: TestClient) -> None:
     response = client.get(f"/jobs?cursor={cursor}")
     assert response.status_code == 422
     assert "another caller" in response.json()["error"]["message"]
+
+
+def test_an_idempotent_retry_repairs_a_job_whose_send_and_discard_both_failed(
+    settings: Settings, drain: Callable[[str], list[str]]
+) -> None:
+    from offload.errors import AwsUnavailable
+
+    app = create_app(settings)
+    offload = app.state.offload
+    real_send = offload.publisher.send
+
+    def outage(*args: Any, **kwargs: Any) -> None:
+        raise AwsUnavailable("SQS", "EndpointConnectionError")
+
+    def discard_fails(job_id: str) -> None:
+        raise AwsUnavailable("DynamoDB", "EndpointConnectionError")
+
+    offload.publisher.send = outage
+    offload.store.discard_pending = discard_fails
+    request = {"task": "diag.sleep", "payload": {"seconds": 1}, "idempotency_key": "k-1"}
+    with TestClient(app) as client:
+        assert client.post("/jobs", json=request).status_code == 503
+        (orphan,) = client.get("/jobs").json()["jobs"]  # the double fault left it PENDING
+        offload.publisher.send = real_send
+        retried = client.post("/jobs", json=request)
+        assert retried.status_code == 202
+        assert retried.json()["job_id"] == orphan["job_id"]
+    (body,) = drain("cpu")
+    assert celery_protocol.decode(body)["id"] == orphan["job_id"]
