@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 # Inline work runs in the API process after the response; anything longer than this belongs
 # on a queue lane. It is "a few seconds" stretched to fit `diag.nap`'s 10 s ceiling.
 INLINE_MAX_TIMEOUT_S = 15.0
-MAX_BACKOFF_S = 900.0
+# SQS holds a message 14 days; a retry later than half a day is a schedule, not a backoff.
+MAX_BACKOFF_S = 12 * 3600.0
 
 TaskFn = Callable[[Any, "JobContext"], Any]
 F = TypeVar("F", bound=TaskFn)
@@ -148,10 +149,9 @@ def declare(
     if backoff_s < 0 or backoff_max_s < backoff_s:
         raise TaskDeclarationError(f"task {name!r}: need 0 <= backoff_s <= backoff_max_s")
     if backoff_max_s > MAX_BACKOFF_S:
-        # A retry waits as an SQS message delay, which stops at 15 minutes.
         raise TaskDeclarationError(
-            f"task {name!r}: backoff_max_s={backoff_max_s:g} exceeds {MAX_BACKOFF_S:g} s, "
-            "the longest delay SQS gives a message"
+            f"task {name!r}: backoff_max_s={backoff_max_s:g} exceeds {MAX_BACKOFF_S:g} s; "
+            "schedule work that far ahead instead of retrying it"
         )
     if lane == "inline" and timeout_s > INLINE_MAX_TIMEOUT_S:
         raise TaskDeclarationError(

@@ -49,6 +49,8 @@ class Outcome:
     attempt: int = 0
     # Why it failed, for FAILURE and RETRY.
     error: JobError | None = None
+    # The retry is not due for this long: deliver it again then (a delay past SQS's 15 min).
+    wait_s: float | None = None
 
 
 def describe_error(exc: BaseException) -> JobError:
@@ -183,4 +185,6 @@ def not_run(claimed: Claim) -> Outcome:
     if claimed.verdict is Verdict.LOST:
         error = claimed.job.error if claimed.job else None
         return Outcome(JobStatus.FAILURE, attempt=claimed.attempt, error=error)
+    if claimed.verdict is Verdict.WAIT:
+        return Outcome(None, attempt=claimed.attempt, wait_s=claimed.wait_s)
     return Outcome(None, busy=claimed.verdict is Verdict.BUSY)

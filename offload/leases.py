@@ -23,13 +23,16 @@ if TYPE_CHECKING:
 
 # Conflicts in a row before a delivery gives up and lets the queue deliver it again.
 _MAX_ROUNDS = 4
+# How early a retry may start: clocks of workers and of SQS's delay differ a little.
+_CLOCK_SLACK = timedelta(seconds=1)
 
 
 class Verdict(StrEnum):
     """What a delivery does with its job."""
 
     RUN = "run"  # this delivery runs `attempt`
-    BUSY = "busy"  # another worker holds a live lease, or the retry is not due: try later
+    BUSY = "busy"  # another worker holds a live lease: try later
+    WAIT = "wait"  # the retry is not due yet: send it again with the remaining delay
     SKIP = "skip"  # nothing left to do (finished, stale, or no such job): drop the message
     LOST = "lost"  # the last attempt's worker died and none is left: the job has failed
 
@@ -42,6 +45,7 @@ class Claim:
     attempt: int
     job: Job | None
     reason: str = ""
+    wait_s: float = 0.0  # WAIT: how long until the retry is due
 
 
 def claim(
@@ -56,6 +60,7 @@ def claim(
             attempts=attempt - 1,
             owner=owner,
             lease_s=lease_s,
+            due_by=None if attempt == 1 else utcnow() + _CLOCK_SLACK,
         )
         return Claim(Verdict.RUN, attempt, job)
     except JobStateConflict as conflict:
@@ -82,17 +87,26 @@ def _act(
     if job.status.terminal:
         return Claim(Verdict.SKIP, attempt, job, f"the job is {job.status.value}")
     done = job.attempts
-    if job.status is JobStatus.PENDING or (
-        job.status is JobStatus.RETRY and _retry_due(job, attempt, now)
-    ):
-        started = begin(
-            store, job.job_id, source=job.status, attempts=done, owner=owner, lease_s=lease_s
-        )
-        return Claim(Verdict.RUN, done + 1, started)
     if job.status is JobStatus.RETRY:
         if attempt < done:
             return Claim(Verdict.SKIP, attempt, job, f"stale: attempt {done} has run")
-        return Claim(Verdict.BUSY, attempt, job, "the retry is not due yet")
+        # The retry's own message, or the failed attempt's (its worker may have died before
+        # sending the retry): either runs the retry once it is due, and waits until then.
+        due = job.next_attempt_at
+        if due is not None and due > now + _CLOCK_SLACK:
+            wait_s = (due - now).total_seconds()
+            return Claim(Verdict.WAIT, done + 1, job, f"due in {wait_s:.0f} s", wait_s=wait_s)
+    if job.status is JobStatus.PENDING or job.status is JobStatus.RETRY:
+        started = begin(
+            store,
+            job.job_id,
+            source=job.status,
+            attempts=done,
+            owner=owner,
+            lease_s=lease_s,
+            due_by=now + _CLOCK_SLACK if job.status is JobStatus.RETRY else None,
+        )
+        return Claim(Verdict.RUN, done + 1, started)
     # STARTED: someone claimed it. Their lease says whether they are still alive.
     if job.lease_expires_at is not None and job.lease_expires_at > now:
         return Claim(Verdict.BUSY, attempt, job, f"{job.lease_owner} holds the lease")
@@ -130,6 +144,7 @@ def begin(
     lease_s: float,
     lease_seen: datetime | None = None,
     note: JobError | None = None,
+    due_by: datetime | None = None,
 ) -> Job:
     """Start attempt `attempts + 1` and take its lease, if the job is still in `source`
     after `attempts` attempts (and, taking over, still holds the expired lease seen)."""
@@ -148,6 +163,7 @@ def begin(
         attempts=attempts,
         sources=frozenset({source}),
         lease_seen=lease_seen,
+        due_by=due_by,
         sets=sets,
         removes=("next_attempt_at", "progress"),
         now=now,
@@ -185,11 +201,3 @@ def release(store: JobStore, job_id: str, owner: str) -> None:
         },
         update="SET lease_expires_at = :now",
     )
-
-
-def _retry_due(job: Job, attempt: int, now: datetime) -> bool:
-    # The retry's own message (attempt n+1) always is; the message of the failed attempt n is
-    # only once the retry's time has come: its worker may have died before sending the retry.
-    if attempt == job.attempts + 1:
-        return True
-    return attempt == job.attempts and (job.next_attempt_at is None or job.next_attempt_at <= now)

@@ -206,13 +206,15 @@ class JobStore:
         sets: dict[str, AttributeValueTypeDef],
         sources: frozenset[JobStatus] | None = None,
         lease_seen: datetime | None = None,
+        due_by: datetime | None = None,
         removes: tuple[str, ...] = (),
         now: datetime | None = None,
         terminal: bool = False,
     ) -> Job:
         """Move to `target` from one of `sources` (default: any status DESIGN.md allows),
-        only while the job has made `attempts` attempts (None: any number) and, if given,
-        its lease is the one the caller saw. The conditional write behind every change."""
+        only while the job has made `attempts` attempts (None: any number), its lease is the
+        one the caller saw and its retry is due by `due_by` (when given). The conditional
+        write behind every change."""
         now = now or utcnow()
         allowed = sources_of(target)
         if target is JobStatus.STARTED:
@@ -231,6 +233,10 @@ class JobStore:
         if lease_seen is not None:
             condition += " AND lease_expires_at = :lease_seen"
             values[":lease_seen"] = items.timestamp(lease_seen)
+        if due_by is not None:
+            # Timestamps are fixed-width ISO strings: string order is time order.
+            condition += " AND (attribute_not_exists(next_attempt_at) OR next_attempt_at <= :due)"
+            values[":due"] = items.timestamp(due_by)
         assignments: dict[str, AttributeValueTypeDef] = {
             **sets,
             "status": {"S": target.value},

@@ -52,6 +52,11 @@ class Runtime:
         )
         if outcome.status is JobStatus.FAILURE:
             self._bury(spec, job_id, payload, outcome)
+        if outcome.wait_s is not None:
+            # SQS delays a message 15 minutes at most: longer backoffs go in steps.
+            self.publisher.send(
+                spec, job_id, payload, attempt=outcome.attempt, delay_s=outcome.wait_s
+            )
         if outcome.retry_in_s is not None:
             try:
                 self.publisher.send(

@@ -105,13 +105,22 @@ def test_finished_and_stale_deliveries_are_dropped(store: JobStore) -> None:
     assert claim(store, "no-such-job", 1, "b/2", 30, 3).verdict is Verdict.SKIP
 
 
-def test_retry_runs_from_its_own_message_or_a_late_original(store: JobStore) -> None:
+def test_an_early_retry_waits_for_its_time(store: JobStore) -> None:
     job_id = pending(store)
     claim(store, job_id, 1, "a/1", 30, 3)
-    store.retry(job_id, 1, JobError(type="E", message="m"), utcnow() + timedelta(seconds=60))
-    # the original message again, before the retry is due: keep it for later
-    assert claim(store, job_id, 1, "b/2", 30, 3).verdict is Verdict.BUSY
-    # the retry's own message runs attempt 2
+    store.retry(job_id, 1, JobError(type="E", message="m"), utcnow() + timedelta(hours=2))
+    # a backoff past SQS's 15-minute delay: the retry's message arrives early, in steps
+    for attempt in (1, 2):  # the failed attempt's message, or the retry's own
+        early = claim(store, job_id, attempt, "b/2", 30, 3)
+        assert (early.verdict, early.attempt) == (Verdict.WAIT, 2)
+        assert 7100 < early.wait_s <= 7200
+    assert store.get(job_id).status is JobStatus.RETRY
+
+
+def test_a_due_retry_runs_from_its_own_message(store: JobStore) -> None:
+    job_id = pending(store)
+    claim(store, job_id, 1, "a/1", 30, 3)
+    store.retry(job_id, 1, JobError(type="E", message="m"), utcnow())
     retried = claim(store, job_id, 2, "b/2", 30, 3)
     assert (retried.verdict, retried.attempt) == (Verdict.RUN, 2)
 

@@ -3,14 +3,17 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
+import boto3
 import pytest
 from pydantic import BaseModel
 
 from offload import JobContext, celery_protocol
 from offload.catalog import Catalog
-from offload.job import Job, JobStatus, utcnow
+from offload.job import Job, JobError, JobStatus, utcnow
+from offload.leases import claim
 from offload.settings import Settings
 from offload.store import JobStore
 from workers.runtime import Runtime
@@ -146,3 +149,20 @@ def test_aws_outage_leaves_the_message_for_a_later_delivery(
     queues = celery_app.conf.broker_transport_options["predefined_queues"]
     # kombu's backoff policy would crash the worker on a requeue (see workers/app.py)
     assert all("backoff_policy" not in queue for queue in queues.values())
+
+
+def test_a_retry_due_after_sqs_s_longest_delay_is_sent_again_in_steps(
+    runtime: Runtime, settings: Settings
+) -> None:
+    job_id = pending(runtime.store, "t.ok", {"n": 1})
+    claim(runtime.store, job_id, 1, "w/1", 30, 3)
+    runtime.store.retry(job_id, 1, JobError(type="E", message="m"), utcnow() + timedelta(hours=1))
+    # the retry's message, delayed 15 minutes (SQS's most), arrives 45 minutes early
+    outcome = runtime.execute(catalog.get("t.ok"), job_id, {"n": 1}, 2, "w/2")
+    assert outcome.status is None and outcome.wait_s is not None and outcome.wait_s > 3500
+    assert calls == []  # not run early
+    attrs = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=settings.queue_url("cpu"), AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    assert attrs["ApproximateNumberOfMessagesDelayed"] == "1"  # sent again, 15 minutes nearer
+    assert runtime.store.get(job_id).status is JobStatus.RETRY
