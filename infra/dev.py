@@ -170,7 +170,7 @@ class LocalSystem:
         """Block until every worker has said Celery's `ready.` (needs `log_dir`)."""
         deadline = time.monotonic() + timeout_s
         for child in self.workers():
-            while " ready." not in child.output():
+            while " ready." not in child.output(tail=None):
                 self.check_alive()
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{child.name} not ready:\n{child.output()}")

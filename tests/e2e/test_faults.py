@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -243,8 +245,35 @@ def test_a_poison_job_retries_with_backoff_fails_and_replays_to_success(
     mine = [letter for letter in letters if letter["job_id"] == job["job_id"]]
     assert [letter["reason"] for letter in mine] == ["failed after 5 of 5 attempts"]
 
-    report = api.post("/dlq/cpu/replay", json={"job_ids": [job["job_id"]]}).json()
-    assert report["replayed"] == [job["job_id"]]
+    # the operator's way: offload dlq list / replay
+    listed = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "dlq", "list", "cpu", "--api", faulty.api_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert f"{job['job_id']}  diag.flaky" in listed.stdout
+    assert "failed after 5 of 5 attempts (FlakyError: planned failure 5 of 5)" in listed.stdout
+    replayed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infra.cli",
+            "dlq",
+            "replay",
+            "cpu",
+            "--job",
+            job["job_id"],
+            "--api",
+            faulty.api_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert replayed.stdout.strip() == f"replayed {job['job_id']}"
     done = poll(api, faulty, job["job_id"], lambda j: j["status"] in TERMINAL)
     assert (done["status"], done["attempts"]) == ("SUCCESS", 1), done
     assert [run["attempts"] for run in done["history"]] == [5]

@@ -144,3 +144,27 @@ def test_a_foreign_message_is_listed_and_replayed_as_it_came(
 
 def test_unknown_lane_is_422(client: TestClient) -> None:
     assert client.get("/dlq/tpu").status_code == 422
+
+
+def test_a_payload_that_no_longer_validates_is_dead_lettered_so(
+    client: TestClient, settings: Settings
+) -> None:
+    store = JobStore(settings)
+    now = utcnow()
+    job = Job(
+        job_id=str(uuid.uuid4()),
+        task="d.charge",
+        lane="cpu",
+        status=JobStatus.PENDING,
+        max_attempts=2,
+        created_at=now,
+        updated_at=now,
+        payload={"order_id": "seven"},
+    )
+    store.create(job)
+    outcome = Runtime(settings).execute(catalog.get("d.charge"), job.job_id, job.payload, 1, "w/1")
+    assert (outcome.status, outcome.attempt) == (JobStatus.FAILURE, 1)  # no retry can fix it
+    (letter,) = client.get("/dlq/cpu").json()["messages"]
+    assert letter["reason"] == "the payload no longer validates"
+    assert letter["error"]["type"] == "InvalidPayload"
+    assert "payload.order_id" in letter["error"]["message"]
