@@ -175,24 +175,5 @@ def declare(
 
 CATALOG = Catalog()
 
-
-def task(
-    name: str,
-    *,
-    lane: Lane,
-    payload: type[BaseModel],
-    max_attempts: int = 3,
-    timeout_s: float = 60.0,
-    backoff_s: float = 2.0,
-    backoff_max_s: float = 600.0,
-) -> Callable[[F], F]:
-    """Declare a task in the process catalog. Keep heavy imports inside the function body."""
-    return CATALOG.task(
-        name,
-        lane=lane,
-        payload=payload,
-        max_attempts=max_attempts,
-        timeout_s=timeout_s,
-        backoff_s=backoff_s,
-        backoff_max_s=backoff_max_s,
-    )
+# `@task(...)` declares in the process catalog. Keep heavy imports inside task bodies.
+task = CATALOG.task

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
@@ -15,10 +14,11 @@ from offload.cancel import request_cancel
 from offload.catalog import Catalog
 from offload.errors import JobStateConflict
 from offload.execution import Attempt
-from offload.job import Job, JobStatus, utcnow
+from offload.job import JobStatus
 from offload.leases import Verdict, claim
 from offload.settings import Settings
 from offload.store import JobStore
+from tests.integration import jobs
 
 catalog = Catalog()
 ran: list[str] = []
@@ -44,19 +44,7 @@ def store(settings: Settings) -> JobStore:
 
 
 def pending(store: JobStore, task: str = "c.cancels_itself") -> str:
-    now = utcnow()
-    job = Job(
-        job_id=str(uuid.uuid4()),
-        task=task,
-        lane="cpu",
-        status=JobStatus.PENDING,
-        max_attempts=3,
-        created_at=now,
-        updated_at=now,
-        payload={},
-    )
-    store.create(job)
-    return job.job_id
+    return jobs.pending(store, task)
 
 
 def test_a_pending_job_is_revoked_and_never_runs(store: JobStore) -> None:

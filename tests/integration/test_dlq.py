@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,9 +13,10 @@ from pydantic import BaseModel
 from functions.api.main import create_app
 from offload import JobContext, PermanentFailure, celery_protocol
 from offload.catalog import Catalog
-from offload.job import Job, JobStatus, utcnow
+from offload.job import JobStatus
 from offload.settings import Settings
 from offload.store import JobStore
+from tests.integration.jobs import pending
 from workers.runtime import Runtime
 
 catalog = Catalog()
@@ -43,22 +43,11 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 def failed_job(settings: Settings, order_id: int) -> str:
     """A d.charge job run by a worker until it failed for good."""
-    store = JobStore(settings)
-    now = utcnow()
-    job = Job(
-        job_id=str(uuid.uuid4()),
-        task="d.charge",
-        lane="cpu",
-        status=JobStatus.PENDING,
-        max_attempts=2,
-        created_at=now,
-        updated_at=now,
-        payload={"order_id": order_id},
-    )
-    store.create(job)
-    outcome = Runtime(settings).execute(catalog.get("d.charge"), job.job_id, job.payload, 1, "w/1")
+    payload = {"order_id": order_id}
+    job_id = pending(JobStore(settings), "d.charge", payload=payload, max_attempts=2)
+    outcome = Runtime(settings).execute(catalog.get("d.charge"), job_id, payload, 1, "w/1")
     assert outcome.status is JobStatus.FAILURE
-    return job.job_id
+    return job_id
 
 
 def test_a_failed_job_is_dead_lettered_with_its_reason(
@@ -149,20 +138,9 @@ def test_unknown_lane_is_422(client: TestClient) -> None:
 def test_a_payload_that_no_longer_validates_is_dead_lettered_so(
     client: TestClient, settings: Settings
 ) -> None:
-    store = JobStore(settings)
-    now = utcnow()
-    job = Job(
-        job_id=str(uuid.uuid4()),
-        task="d.charge",
-        lane="cpu",
-        status=JobStatus.PENDING,
-        max_attempts=2,
-        created_at=now,
-        updated_at=now,
-        payload={"order_id": "seven"},
-    )
-    store.create(job)
-    outcome = Runtime(settings).execute(catalog.get("d.charge"), job.job_id, job.payload, 1, "w/1")
+    payload = {"order_id": "seven"}
+    job_id = pending(JobStore(settings), "d.charge", payload=payload, max_attempts=2)
+    outcome = Runtime(settings).execute(catalog.get("d.charge"), job_id, payload, 1, "w/1")
     assert (outcome.status, outcome.attempt) == (JobStatus.FAILURE, 1)  # no retry can fix it
     (letter,) = client.get("/dlq/cpu").json()["messages"]
     assert letter["reason"] == "the payload no longer validates"

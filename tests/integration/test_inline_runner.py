@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-import uuid
 from typing import Any
 
 from pydantic import BaseModel
@@ -11,9 +10,10 @@ from pydantic import BaseModel
 from offload import JobContext
 from offload.catalog import Catalog
 from offload.inline import InlineRunner
-from offload.job import Job, JobStatus, utcnow
+from offload.job import Job, JobStatus
 from offload.settings import Settings
 from offload.store import JobStore
+from tests.integration import jobs
 
 
 class Plan(BaseModel):
@@ -41,19 +41,7 @@ def plan(payload: Plan, ctx: JobContext) -> Any:
 
 
 def pending(store: JobStore, payload: dict[str, Any]) -> str:
-    now = utcnow()
-    job = Job(
-        job_id=str(uuid.uuid4()),
-        task="i.plan",
-        lane="inline",
-        status=JobStatus.PENDING,
-        max_attempts=3,
-        created_at=now,
-        updated_at=now,
-        payload=payload,
-    )
-    store.create(job)
-    return job.job_id
+    return jobs.pending(store, "i.plan", lane="inline", payload=payload)
 
 
 def run_all(settings: Settings, payloads: list[dict[str, Any]], concurrency: int = 2) -> list[Job]:

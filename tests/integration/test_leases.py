@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import timedelta
 
 import pytest
 
 from offload.errors import JobStateConflict
-from offload.job import Job, JobError, JobStatus, utcnow
+from offload.job import JobError, JobStatus, utcnow
 from offload.leases import Verdict, claim, release, renew
 from offload.settings import Settings
 from offload.store import JobStore
+from tests.integration import jobs
 
 
 @pytest.fixture
@@ -21,19 +21,7 @@ def store(settings: Settings) -> JobStore:
 
 
 def pending(store: JobStore, max_attempts: int = 3) -> str:
-    now = utcnow()
-    job = Job(
-        job_id=str(uuid.uuid4()),
-        task="diag.sleep",
-        lane="cpu",
-        status=JobStatus.PENDING,
-        max_attempts=max_attempts,
-        created_at=now,
-        updated_at=now,
-        payload={},
-    )
-    store.create(job)
-    return job.job_id
+    return jobs.pending(store, max_attempts=max_attempts)
 
 
 def test_first_delivery_runs_and_takes_the_lease(store: JobStore) -> None:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -11,21 +10,11 @@ from offload.job import Job, JobError, JobStatus, Progress, utcnow
 from offload.leases import begin
 from offload.settings import Settings
 from offload.store import JobStore
+from tests.integration import jobs
 
 
 def new_job(caller: str = "local", task: str = "diag.sleep", max_attempts: int = 3) -> Job:
-    now = utcnow()
-    return Job(
-        job_id=str(uuid.uuid4()),
-        task=task,
-        lane="cpu",
-        status=JobStatus.PENDING,
-        max_attempts=max_attempts,
-        created_at=now,
-        updated_at=now,
-        caller=caller,
-        payload={"seconds": 1},
-    )
+    return jobs.new_job(task, caller=caller, max_attempts=max_attempts, payload={"seconds": 1})
 
 
 def start(store: JobStore, job_id: str, attempt: int) -> Job:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -12,10 +11,11 @@ from pydantic import BaseModel
 
 from offload import JobContext, celery_protocol
 from offload.catalog import Catalog
-from offload.job import Job, JobError, JobStatus, utcnow
+from offload.job import JobError, JobStatus, utcnow
 from offload.leases import claim
 from offload.settings import Settings
 from offload.store import JobStore
+from tests.integration import jobs
 from workers.runtime import Runtime
 
 
@@ -48,19 +48,9 @@ def runtime(settings: Settings) -> Runtime:
 
 def pending(store: JobStore, task: str, payload: Any) -> str:
     spec = catalog.get(task)
-    now = utcnow()
-    job = Job(
-        job_id=str(uuid.uuid4()),
-        task=task,
-        lane=spec.lane,
-        status=JobStatus.PENDING,
-        max_attempts=spec.max_attempts,
-        created_at=now,
-        updated_at=now,
-        payload=payload,
+    return jobs.pending(
+        store, task, lane=spec.lane, payload=payload, max_attempts=spec.max_attempts
     )
-    store.create(job)
-    return job.job_id
 
 
 def test_success_records_result_and_progress(runtime: Runtime) -> None:
