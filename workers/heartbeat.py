@@ -84,16 +84,9 @@ class Heartbeat:
             self._make_visible(request)
 
     def _make_visible(self, request: Any) -> None:
-        try:
-            info = request.message.delivery_info
-            with aws.unavailable_as("SQS"):
-                aws.sqs(self.settings).change_message_visibility(
-                    QueueUrl=info["sqs_queue"],
-                    ReceiptHandle=info["sqs_message"]["ReceiptHandle"],
-                    VisibilityTimeout=0,
-                )
-        except Exception as exc:
-            log.info("job %s: message not released (%s); kombu restores it", request.id, exc)
+        failure = self._set_visibility(request, 0)
+        if failure:
+            log.info("job %s: message not released (%s); kombu restores it", request.id, failure)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_interval_s):
@@ -122,22 +115,27 @@ class Heartbeat:
         return []
 
     def _extend(self, request: Any) -> None:
+        failure = self._set_visibility(request, self.settings.queue_visibility_timeout_s)
+        if failure:
+            # Acked meanwhile (finished), or SQS unreachable: the next round tries again.
+            log.info("visibility of job %s not extended: %s", request.id, failure)
+
+    def _set_visibility(self, request: Any, seconds: int) -> str | None:
+        """Set the visibility of the request's SQS message; the reason when that failed."""
         info = request.message.delivery_info
         try:
             receipt = info["sqs_message"]["ReceiptHandle"]
             queue_url = info["sqs_queue"]
         except (KeyError, TypeError):
-            return  # not an SQS delivery (eager calls in tests)
+            return None  # not an SQS delivery (eager calls in tests)
         try:
             with aws.unavailable_as("SQS"):
                 aws.sqs(self.settings).change_message_visibility(
-                    QueueUrl=queue_url,
-                    ReceiptHandle=receipt,
-                    VisibilityTimeout=self.settings.queue_visibility_timeout_s,
+                    QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=seconds
                 )
         except Exception as exc:
-            # Acked meanwhile (finished), or SQS unreachable: the next round tries again.
-            log.info("visibility of job %s not extended: %s", request.id, exc)
+            return str(exc) or type(exc).__name__
+        return None
 
     def _renew(self, request: Any) -> None:
         owner = lease_owner(request.hostname, request.worker_pid)
