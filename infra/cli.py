@@ -250,11 +250,12 @@ def _describe(job: dict[str, Any]) -> str:
 
 def _call(api: str, method: str, path: str, body: Any = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
+    headers = {"content-type": "application/json", "accept": "application/json"}
+    token = get_settings().api_token
+    if token:  # the API's auth is "tokens" (OFFLOAD_API_TOKEN names the caller)
+        headers["authorization"] = f"Bearer {token}"
     request = urllib.request.Request(
-        api.rstrip("/") + path,
-        data=data,
-        method=method,
-        headers={"content-type": "application/json", "accept": "application/json"},
+        api.rstrip("/") + path, data=data, method=method, headers=headers
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:

@@ -57,6 +57,14 @@ class PayloadTooLarge(OffloadError):
         super().__init__(f"payload is {size} bytes as JSON; the limit is {limit} bytes")
 
 
+class Unauthenticated(OffloadError):
+    """The request names no caller, and this API requires one."""
+
+
+class Forbidden(OffloadError):
+    """The caller is known but may not do this."""
+
+
 class JobNotFound(OffloadError):
     """No job with that id (or not one the caller may see)."""
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import BackgroundTasks, Depends, FastAPI, Request
 
+from offload.callers import Callers
 from offload.catalog import Catalog, TaskSpec
 from offload.dlq import DeadLetters
 from offload.inline import InlineRunner
@@ -34,6 +35,7 @@ class Offload:
         self.store = JobStore(settings)
         self.publisher = QueuePublisher(settings)
         self.dead_letters = DeadLetters(self.store, self.publisher, catalog)
+        self.callers = Callers(settings)
         self.inline = InlineRunner(
             self.store, settings.inline_concurrency, settings.inline_retry_max_delay_s
         )
@@ -71,13 +73,24 @@ def get_offload(request: Request) -> Offload:
     return offload
 
 
-def get_caller(request: Request) -> str:
-    """Who is asking. Until authentication lands, every request is the `local` caller."""
-    return "local"
-
-
 OffloadDep = Annotated[Offload, Depends(get_offload)]
+
+
+def get_caller(request: Request, offload: OffloadDep) -> str:
+    """Who is asking (`Settings.auth`); `Unauthenticated` (401) when nobody can be told."""
+    return offload.callers.caller(request.headers, request.scope.get("aws.event"))
+
+
 CallerDep = Annotated[str, Depends(get_caller)]
+
+
+def get_operator(offload: OffloadDep, caller: CallerDep) -> str:
+    """The caller, if an operator (`Settings.operators`); `Forbidden` (403) otherwise."""
+    offload.callers.check_operator(caller)
+    return caller
+
+
+OperatorDep = Annotated[str, Depends(get_operator)]
 
 
 async def get_jobs(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 QueueLane = Literal["cpu", "gpu"]
+AuthMode = Literal["none", "tokens", "jwt"]
 
 # moto's fixed account: with only an endpoint set, names and URLs derive from it.
 LOCAL_ACCOUNT_ID = "123456789012"
@@ -32,6 +34,19 @@ class Settings(BaseSettings):
     gpu_queue_url: str | None = None
     cpu_dlq_url: str | None = None
     gpu_dlq_url: str | None = None
+
+    # Who a request's caller is. "none": everyone is the `local` caller (make dev); "tokens":
+    # `Authorization: Bearer <token>`, looked up in api_tokens; "jwt": the `sub` claim that
+    # API Gateway's JWT authorizer verified. Unset: jwt on Lambda, none elsewhere, so a
+    # deployed API is never open by accident.
+    auth: AuthMode | None = None
+    # For auth "tokens": "token=caller" pairs, comma-separated.
+    api_tokens: str | None = Field(default=None, repr=False)
+    # Callers who may read and replay the dead-letter queues (comma-separated). With auth
+    # "none" the local caller may.
+    operators: str = ""
+    # The bearer token the CLI sends.
+    api_token: str | None = Field(default=None, repr=False)
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -65,6 +80,41 @@ class Settings(BaseSettings):
     job_retention_days: int = Field(default=30, ge=1)
     # Seconds an AWS call may take before the API answers 503.
     aws_timeout_s: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _tokens_readable(self) -> Settings:
+        # Fail at start-up, not at the first request.
+        if self.auth_mode == "tokens":
+            self.token_callers()
+        return self
+
+    @property
+    def auth_mode(self) -> AuthMode:
+        """How callers are identified (see `auth`)."""
+        if self.auth is not None:
+            return self.auth
+        return "jwt" if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") else "none"
+
+    def token_callers(self) -> dict[str, str]:
+        """api_tokens as {token: caller}; ValueError names what is wrong with it."""
+        pairs: dict[str, str] = {}
+        for entry in (self.api_tokens or "").split(","):
+            if not entry.strip():
+                continue
+            token, sep, caller = entry.strip().partition("=")
+            if not sep or not token.strip() or not caller.strip():
+                raise ValueError(
+                    "OFFLOAD_API_TOKENS takes comma-separated token=caller pairs; "
+                    f"entry {len(pairs) + 1} is not one"
+                )
+            pairs[token.strip()] = caller.strip()
+        if not pairs:
+            raise ValueError("OFFLOAD_AUTH=tokens needs OFFLOAD_API_TOKENS (token=caller,...)")
+        return pairs
+
+    def operator_callers(self) -> frozenset[str]:
+        """The callers `operators` names."""
+        return frozenset(c.strip() for c in self.operators.split(",") if c.strip())
 
     @property
     def is_local(self) -> bool:

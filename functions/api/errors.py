@@ -13,12 +13,14 @@ from starlette.exceptions import HTTPException
 
 from offload.errors import (
     AwsUnavailable,
+    Forbidden,
     IdempotencyMismatch,
     InvalidPayload,
     JobAlreadyExists,
     JobNotFound,
     JobStateConflict,
     PayloadTooLarge,
+    Unauthenticated,
     UnknownTask,
 )
 from offload.items import InvalidCursor
@@ -67,6 +69,12 @@ async def _offload_error(request: Request, exc: Exception) -> JSONResponse:
         )
     if isinstance(exc, PayloadTooLarge):
         return error_response(413, "payload_too_large", str(exc), {"limit_bytes": exc.limit})
+    if isinstance(exc, Unauthenticated):
+        return error_response(
+            401, "unauthenticated", str(exc), headers={"WWW-Authenticate": "Bearer"}
+        )
+    if isinstance(exc, Forbidden):
+        return error_response(403, "forbidden", str(exc))
     if isinstance(exc, JobNotFound):
         return error_response(404, "job_not_found", str(exc))
     if isinstance(exc, IdempotencyMismatch | JobAlreadyExists | JobStateConflict):
@@ -103,6 +111,8 @@ def install(app: FastAPI) -> None:
         JobAlreadyExists,
         JobStateConflict,
         AwsUnavailable,
+        Unauthenticated,
+        Forbidden,
     ):
         app.add_exception_handler(kind, _offload_error)
     app.add_exception_handler(HTTPException, _http_error)

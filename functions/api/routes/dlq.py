@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from offload.dlq import DeadLetter
-from offload.fastapi import OffloadDep
+from offload.fastapi import OffloadDep, OperatorDep
 from offload.settings import QueueLane
 
 router = APIRouter(tags=["dead letters"])
@@ -38,8 +38,10 @@ class ReplayResult(BaseModel):
 
 
 @router.get("/dlq/{lane}", response_model=DeadLetterList)
-async def list_dead_letters(lane: QueueLane, offload: OffloadDep) -> DeadLetterList:
-    """The lane's dead letters with the reason each is there, oldest first."""
+async def list_dead_letters(
+    lane: QueueLane, offload: OffloadDep, operator: OperatorDep
+) -> DeadLetterList:
+    """The lane's dead letters with the reason each is there, oldest first (operators only)."""
     messages = await asyncio.to_thread(offload.dead_letters.peek, lane)
     count = await asyncio.to_thread(offload.dead_letters.count, lane)
     return DeadLetterList(lane=lane, count=max(count, len(messages)), messages=messages)
@@ -47,10 +49,13 @@ async def list_dead_letters(lane: QueueLane, offload: OffloadDep) -> DeadLetterL
 
 @router.post("/dlq/{lane}/replay", response_model=ReplayResult)
 async def replay_dead_letters(
-    lane: QueueLane, offload: OffloadDep, body: ReplayRequest | None = None
+    lane: QueueLane,
+    offload: OffloadDep,
+    operator: OperatorDep,
+    body: ReplayRequest | None = None,
 ) -> ReplayResult:
-    """Send dead letters back to work; a failed job returns to PENDING, its run kept in
-    `history`."""
+    """Send dead letters back to work (operators only); a failed job returns to PENDING, its
+    run kept in `history`."""
     wanted = set(body.job_ids) if body and body.job_ids is not None else None
     report = await asyncio.to_thread(offload.dead_letters.replay, lane, wanted)
     return ReplayResult(replayed=report.replayed, skipped=report.skipped)
