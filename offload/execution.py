@@ -51,6 +51,8 @@ class Outcome:
     error: JobError | None = None
     # The retry is not due for this long: deliver it again then (a delay past SQS's 15 min).
     wait_s: float | None = None
+    # An inline job handed to the spill lane's workers instead of running here.
+    spilled: bool = False
 
 
 def describe_error(exc: BaseException) -> JobError:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import BackgroundTasks, Depends, FastAPI, Request
 
@@ -24,6 +24,9 @@ from offload.jobs import Jobs
 from offload.queues import QueuePublisher
 from offload.settings import Settings
 from offload.store import JobStore
+
+if TYPE_CHECKING:
+    from offload.lambda_inline import LambdaInline
 
 
 class Offload:
@@ -37,9 +40,15 @@ class Offload:
         self.dead_letters = DeadLetters(self.store, self.publisher, catalog)
         self.callers = Callers(settings)
         self.inline = InlineRunner(
-            self.store, settings.inline_concurrency, settings.inline_retry_max_delay_s
+            self.store,
+            self.publisher,
+            settings.inline_concurrency,
+            settings.inline_retry_max_delay_s,
+            settings.inline_queue_size,
         )
         self._running: set[asyncio.Task[Any]] = set()
+        # On Lambda (`offload.lambda_handler`): inline jobs wait there for the handler's return.
+        self.lambda_inline: LambdaInline | None = None
 
     def install(self, app: FastAPI) -> FastAPI:
         """Make `JobsDep` work in `app`'s routes."""
@@ -100,6 +109,9 @@ async def get_jobs(
     deferred: list[tuple[TaskSpec, str, Any]] = []
 
     def defer(spec: TaskSpec, job_id: str, payload: Any) -> None:
+        if offload.lambda_inline is not None:
+            offload.lambda_inline.defer(spec, job_id, payload)
+            return
         deferred.append((spec, job_id, payload))
         background.add_task(offload.start_after_response, spec, job_id, payload)
 

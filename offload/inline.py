@@ -1,4 +1,9 @@
-"""The inline lane: tasks run in the API process after the response, off the event loop."""
+"""The inline lane: tasks run in the API process after the response, off the event loop.
+
+A job that this process cannot take (too many waiting) or cannot finish in time (a Lambda
+invocation about to end) is not dropped: it is spilled to the cpu lane, whose workers run
+inline tasks too.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,14 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 from offload.catalog import TaskSpec
-from offload.errors import TaskTimeout
+from offload.errors import AwsUnavailable, TaskTimeout
 from offload.execution import Attempt, Outcome, not_run
 from offload.leases import Verdict
+from offload.queues import SPILL_LANE, QueuePublisher
 from offload.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -24,30 +31,66 @@ INLINE_LEASE_GRACE_S = 30.0
 class InlineRunner:
     """Runs inline jobs on threads, at most `concurrency` at once, with time limits and retries.
 
+    Use it from one event loop only (its counters and semaphore are that loop's).
+
     :param store: where each attempt is recorded.
+    :param publisher: sends spilled jobs to the cpu lane.
     :param concurrency: how many inline tasks run at once in this process.
     :param retry_max_delay_s: inline retries wait at most this long (the process may not
         live long after the response).
+    :param queue_size: how many more jobs may wait for a slot; beyond that they spill.
     """
 
-    def __init__(self, store: JobStore, concurrency: int, retry_max_delay_s: float) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        publisher: QueuePublisher,
+        concurrency: int,
+        retry_max_delay_s: float,
+        queue_size: int,
+    ) -> None:
         self.store = store
+        self.publisher = publisher
         self.retry_max_delay_s = retry_max_delay_s
+        self.capacity = concurrency + queue_size
         self._slots = asyncio.Semaphore(concurrency)
+        self._admitted = 0  # jobs running or waiting for a slot
         self.owner = f"inline/{socket.gethostname()}/{os.getpid()}"
 
-    async def run(self, spec: TaskSpec, job_id: str, payload: Any) -> Outcome:
-        """Run every attempt of a job until it ends; never raises."""
+    async def run(
+        self, spec: TaskSpec, job_id: str, payload: Any, deadline: float | None = None
+    ) -> Outcome:
+        """Run every attempt of a job until it ends, or spill it; never raises.
+
+        :param deadline: `time.monotonic()` by which every attempt run here must be over (on
+            Lambda, the invocation's end less a margin); attempts that would not fit spill.
+        """
         try:
-            return await self._run(spec, job_id, payload)
+            if self._admitted >= self.capacity:
+                reason = f"the inline lane is full ({self.capacity} jobs)"
+                if await self._spill(spec, job_id, payload, 1, 0.0, reason):
+                    return Outcome(None, spilled=True)
+                # SQS refused it too: wait for a slot here rather than lose it.
+            self._admitted += 1
+            try:
+                return await self._run(spec, job_id, payload, deadline)
+            finally:
+                self._admitted -= 1
         except Exception:
             # A background task that raises is only logged by Starlette; say which job it was.
             log.exception("inline job %s could not be run", job_id)
             return Outcome(None)
 
-    async def _run(self, spec: TaskSpec, job_id: str, payload: Any) -> Outcome:
-        attempt = 1
+    async def _run(
+        self, spec: TaskSpec, job_id: str, payload: Any, deadline: float | None
+    ) -> Outcome:
+        attempt, delay = 1, 0.0
         while True:
+            if _too_late(deadline, delay + spec.timeout_s):
+                reason = f"attempt {attempt} would end after the invocation"
+                await self._spill(spec, job_id, payload, attempt, delay, reason)
+                return Outcome(None, attempt=attempt, spilled=True)
+            await asyncio.sleep(delay)
             outcome = await self._attempt(
                 Attempt(
                     self.store,
@@ -57,17 +100,24 @@ class InlineRunner:
                     payload,
                     owner=self.owner,
                     lease_s=spec.timeout_s + INLINE_LEASE_GRACE_S,
-                )
+                ),
+                deadline,
             )
             if outcome.retry_in_s is None:
                 return outcome
-            await asyncio.sleep(outcome.retry_in_s)
-            attempt = outcome.attempt + 1
+            attempt, delay = outcome.attempt + 1, outcome.retry_in_s
 
-    async def _attempt(self, attempt: Attempt) -> Outcome:
+    async def _attempt(self, attempt: Attempt, deadline: float | None) -> Outcome:
         await self._slots.acquire()
         slot_passed_on = False
         try:
+            if _too_late(deadline, attempt.spec.timeout_s):
+                # The wait for a slot used up the time it had.
+                reason = f"attempt {attempt.attempt} got a slot too late to end in time"
+                await self._spill(
+                    attempt.spec, attempt.job_id, attempt.payload, attempt.attempt, 0.0, reason
+                )
+                return Outcome(None, attempt=attempt.attempt, spilled=True)
             claimed = await asyncio.to_thread(attempt.begin)
             if claimed.verdict is not Verdict.RUN:
                 return not_run(claimed)
@@ -95,6 +145,23 @@ class InlineRunner:
                 self._slots.release()
         return await asyncio.to_thread(attempt.failed, error, max_delay_s=self.retry_max_delay_s)
 
+    async def _spill(
+        self, spec: TaskSpec, job_id: str, payload: Any, attempt: int, delay_s: float, why: str
+    ) -> bool:
+        """Send attempt `attempt` to the spill lane's workers; False if SQS refused it."""
+        try:
+            await asyncio.to_thread(
+                self.publisher.send, spec, job_id, payload, attempt=attempt, delay_s=delay_s
+            )
+        except AwsUnavailable as exc:
+            # The job keeps its PENDING/RETRY record; nothing here can run it any more.
+            log.error(
+                "inline job %s could not be spilled to the %s lane: %s", job_id, SPILL_LANE, exc
+            )
+            return False
+        log.warning("inline job %s spilled to the %s lane: %s", job_id, SPILL_LANE, why)
+        return True
+
     def _start_thread(self, attempt: Attempt) -> asyncio.Future[Any]:
         """Run `attempt.invoke` on a thread of its own; the future settles when it returns."""
         loop = asyncio.get_running_loop()
@@ -121,3 +188,7 @@ class InlineRunner:
 
         threading.Thread(target=work, name=f"offload-inline-{attempt.job_id}", daemon=True).start()
         return done
+
+
+def _too_late(deadline: float | None, needs_s: float) -> bool:
+    return deadline is not None and time.monotonic() + needs_s > deadline

@@ -58,8 +58,15 @@ class QueuePublisher:
             self.client.send_message(QueueUrl=self.settings.queue_url(lane), MessageBody=body)
 
 
+# Where an inline job goes when its API process cannot run it in time (or is full): cpu
+# workers run inline tasks too.
+SPILL_LANE: QueueLane = "cpu"
+
+
 def queue_lane(spec: TaskSpec) -> QueueLane:
-    """The queue lane of a cpu or gpu task."""
+    """The queue of a task's jobs: its own lane's, or for an inline task the spill lane's."""
     if spec.lane == "cpu" or spec.lane == "gpu":
         return spec.lane
+    if spec.lane == "inline":
+        return SPILL_LANE
     raise ValueError(f"task {spec.name} runs on lane {spec.lane!r}, which has no queue")

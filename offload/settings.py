@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     # Inline lane: threads per API process, and the longest inline job a task may declare.
     inline_concurrency: int = Field(default=4, ge=1, le=64)
     inline_retry_max_delay_s: float = Field(default=5.0, ge=0)
+    # Jobs that may wait for an inline slot; more spill to the cpu lane.
+    inline_queue_size: int = Field(default=64, ge=0, le=10_000)
+    # On Lambda, an inline attempt starts only if it can end this long before the invocation's
+    # deadline (time to record its outcome); otherwise it spills to the cpu lane.
+    lambda_deadline_margin_s: float = Field(default=1.0, ge=0)
     # At API shutdown, how long running inline jobs may take to finish.
     inline_shutdown_grace_s: float = Field(default=15.0, ge=0)
 

@@ -20,6 +20,9 @@ class Nap(BaseModel):
     """How long an inline nap lasts."""
 
     seconds: float = Field(ge=0, le=10, description="how long to sleep, at most 10 s")
+    crash: bool = Field(
+        default=False, description="raise once the nap is over (how tests crash an inline task)"
+    )
 
 
 class Sleep(BaseModel):
@@ -56,6 +59,8 @@ def echo(payload: Echo, ctx: JobContext) -> dict[str, Any]:
 def nap(payload: Nap, ctx: JobContext) -> dict[str, float]:
     """Sleep in the API process after the response (at most 10 s)."""
     time.sleep(payload.seconds)
+    if payload.crash:
+        raise RuntimeError(f"diag.nap crashed as asked after {payload.seconds:g} s")
     return {"slept_s": payload.seconds}
 
 

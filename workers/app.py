@@ -18,6 +18,7 @@ from kombu import Queue  # type: ignore[attr-defined]
 import tasks
 from offload.catalog import Catalog, TaskSpec
 from offload.errors import AwsUnavailable
+from offload.queues import queue_lane
 from offload.settings import QueueLane, Settings, get_settings
 from workers.heartbeat import Heartbeat, lease_owner
 from workers.runtime import runtime_for
@@ -72,13 +73,11 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         worker_consumer="workers.consumer:DeadLetteringConsumer",
         # Messages sent with Celery's own API land on the task's lane queue (they need a job
         # record made by offload to run; without one they are dropped with a warning).
-        task_routes={
-            spec.name: {"queue": spec.lane} for spec in catalog if spec.lane in QUEUE_LANES
-        },
+        task_routes={spec.name: {"queue": queue_lane(spec)} for spec in catalog},
     )
+    # Inline tasks too: an API process that cannot run one in time spills it to the cpu lane.
     for spec in catalog:
-        if spec.lane in QUEUE_LANES:
-            _register(app, spec, settings)
+        _register(app, spec, settings)
     _beat_while_running(app, settings)
     app.offload_settings = settings  # the consumer dead-letters to this app's queues
     return app

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from mangum import Mangum
 
 import tasks
 from functions.api import errors
@@ -14,6 +13,7 @@ from functions.api.routes import dlq, documents, health, jobs
 from functions.api.routes import tasks as task_routes
 from offload.catalog import Catalog
 from offload.fastapi import Offload
+from offload.lambda_handler import lambda_handler
 from offload.settings import Settings, get_settings
 
 
@@ -41,6 +41,6 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     return app
 
 
+# Built once per process: on Lambda, once per execution environment (during init).
 app = create_app()
-# Lifespan off: Mangum would run it on every invocation, and the app needs none.
-handler = Mangum(app, lifespan="off")
+handler = lambda_handler(app)

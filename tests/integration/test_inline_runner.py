@@ -3,13 +3,16 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
 
 from offload import JobContext
 from offload.catalog import Catalog
+from offload import celery_protocol
 from offload.inline import InlineRunner
+from offload.queues import QueuePublisher
 from offload.job import Job, JobStatus
 from offload.settings import Settings
 from offload.store import JobStore
@@ -44,22 +47,46 @@ def pending(store: JobStore, payload: dict[str, Any]) -> str:
     return jobs.pending(store, "i.plan", lane="inline", payload=payload)
 
 
-def run_all(settings: Settings, payloads: list[dict[str, Any]], concurrency: int = 2) -> list[Job]:
-    """Run the jobs concurrently on one runner, in submission order; return them at the end."""
+def run_all(
+    settings: Settings,
+    payloads: list[dict[str, Any]],
+    concurrency: int = 2,
+    queue_size: int = 10,
+    within_s: float | None = None,
+) -> list[Job]:
+    """Run the jobs concurrently on one runner, in submission order; return them at the end.
+
+    :param within_s: the jobs' deadline, from now (as on Lambda).
+    """
     store = JobStore(settings)
     ids = [pending(store, payload) for payload in payloads]
+    deadline = None if within_s is None else time.monotonic() + within_s
 
     async def go() -> None:
-        runner = InlineRunner(store, concurrency=concurrency, retry_max_delay_s=0.05)
+        runner = InlineRunner(
+            store,
+            QueuePublisher(settings),
+            concurrency=concurrency,
+            retry_max_delay_s=0.05,
+            queue_size=queue_size,
+        )
         spec = catalog.get("i.plan")
         runs = []
         for job_id, payload in zip(ids, payloads, strict=True):
-            runs.append(asyncio.create_task(runner.run(spec, job_id, payload)))
+            runs.append(asyncio.create_task(runner.run(spec, job_id, payload, deadline)))
             await asyncio.sleep(0.05)  # keep the order in which they take slots
         await asyncio.gather(*runs)
 
     asyncio.run(go())
     return [store.get(job_id) for job_id in ids]
+
+
+def spilled(drain: Callable[[str], list[str]]) -> dict[str, dict[str, Any]]:
+    """The jobs sent to the cpu lane: {job id: message kwargs}."""
+    messages = [celery_protocol.decode(body) for body in drain("cpu")]
+    for message in messages:
+        assert message["task"] == "i.plan"
+    return {m["id"]: m["kwargs"] for m in messages}
 
 
 def run(settings: Settings, payload: dict[str, Any]) -> Job:
@@ -106,3 +133,44 @@ def test_results_that_cannot_be_stored_fail_the_job_at_once(settings: Settings) 
     assert nan.error is not None and nan.error.type == "ResultNotSerializable"
     assert (huge.status, huge.attempts) == (JobStatus.FAILURE, 1)
     assert huge.error is not None and huge.error.type == "ResultTooLarge"
+
+
+def test_jobs_beyond_the_queue_spill_to_the_cpu_lane(
+    settings: Settings, drain: Callable[[str], list[str]]
+) -> None:
+    # One slot and one waiting place: the third job finds the lane full.
+    jobs_ = run_all(settings, [{"sleep_s": 0.3}] * 3, concurrency=1, queue_size=1)
+    assert [job.status for job in jobs_] == [
+        JobStatus.SUCCESS,
+        JobStatus.SUCCESS,
+        JobStatus.PENDING,
+    ]
+    assert spilled(drain) == {jobs_[2].job_id: {"payload": {"sleep_s": 0.3}, "attempt": 1}}
+
+
+def test_a_job_that_cannot_end_before_the_deadline_spills_before_it_starts(
+    settings: Settings, drain: Callable[[str], list[str]]
+) -> None:
+    (job,) = run_all(settings, [{}], within_s=0.3)  # the task's limit is 0.5 s
+    assert (job.status, job.attempts) == (JobStatus.PENDING, 0)
+    assert spilled(drain) == {job.job_id: {"payload": {}, "attempt": 1}}
+
+
+def test_a_retry_that_cannot_end_before_the_deadline_spills_with_its_delay(
+    settings: Settings, drain: Callable[[str], list[str]]
+) -> None:
+    # Attempt 1 fits in 0.9 s and fails after 0.45 s; attempt 2 (limit 0.5 s) would not end
+    # in time.
+    payload = {"fail_times": 1, "sleep_s": 0.45}
+    (job,) = run_all(settings, [payload], within_s=0.9)
+    assert (job.status, job.attempts) == (JobStatus.RETRY, 1)
+    assert spilled(drain) == {job.job_id: {"payload": payload, "attempt": 2}}
+
+
+def test_a_job_whose_wait_for_a_slot_ate_its_time_spills(
+    settings: Settings, drain: Callable[[str], list[str]]
+) -> None:
+    first, second = run_all(settings, [{"sleep_s": 0.4}, {}], concurrency=1, within_s=0.8)
+    assert first.status is JobStatus.SUCCESS
+    assert (second.status, second.attempts) == (JobStatus.PENDING, 0)
+    assert set(spilled(drain)) == {second.job_id}
