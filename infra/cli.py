@@ -137,7 +137,12 @@ def _dev(args: argparse.Namespace) -> int:
 def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run("functions.api.main:app", host=args.host, port=args.port)
+    from offload import logs
+
+    settings = get_settings()
+    logs.configure("offload-api", settings.log_level)
+    # No uvicorn logging config: its loggers propagate to the root's JSON lines too.
+    uvicorn.run("functions.api.main:app", host=args.host, port=args.port, log_config=None)
     return 0
 
 

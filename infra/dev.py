@@ -131,14 +131,12 @@ class LocalSystem:
                 [
                     sys.executable,
                     "-m",
-                    "uvicorn",
-                    "functions.api.main:app",
+                    "infra.cli",
+                    "api",
                     "--host",
                     self.host,
                     "--port",
                     str(self.api_port),
-                    "--log-level",
-                    "info",
                 ],
             )
             for lane in self.lanes:

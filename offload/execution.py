@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
 
+from offload import metrics
 from offload.backoff import retry_delay
 from offload.cancel import revoke_running
 from offload.catalog import TaskSpec
@@ -21,6 +24,7 @@ from offload.context import JobContext
 from offload.errors import InvalidPayload, JobRevoked, JobStateConflict, PermanentFailure
 from offload.job import JobError, JobStatus, utcnow
 from offload.leases import Claim, Verdict, claim
+from offload.logs import log_context
 from offload.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -95,6 +99,10 @@ class Attempt:
     owner: str = "inline"
     lease_s: float = 60.0
     context: JobContext = field(init=False)
+    # Known once claimed: the request that submitted the job, for the log lines.
+    request_id: str | None = field(default=None, init=False)
+    created_at: datetime | None = field(default=None, init=False)
+    _started: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.context = JobContext(
@@ -105,11 +113,31 @@ class Attempt:
             store=self.store,
         )
 
+    def logged(self) -> AbstractContextManager[None]:
+        """Within it, log lines carry this job's id (and its request's, once claimed).
+
+        Each method enters it: they run on whichever thread the lane uses."""
+        return log_context(job_id=self.job_id, request_id=self.request_id)
+
     def begin(self) -> Claim:
         """Claim the job for this delivery; on RUN, `attempt` is the attempt it runs."""
-        claimed = claim(
-            self.store, self.job_id, self.attempt, self.owner, self.lease_s, self.spec.max_attempts
-        )
+        with self.logged():
+            claimed = claim(
+                self.store,
+                self.job_id,
+                self.attempt,
+                self.owner,
+                self.lease_s,
+                self.spec.max_attempts,
+            )
+        if claimed.job is not None:
+            self.request_id = claimed.job.request_id
+            self.created_at = claimed.job.created_at
+        with self.logged():
+            self._claimed(claimed)
+        return claimed
+
+    def _claimed(self, claimed: Claim) -> None:
         if claimed.verdict is Verdict.RUN:
             self.attempt = self.context.attempt = claimed.attempt
             if claimed.job is not None:
@@ -122,25 +150,52 @@ class Attempt:
                 claimed.verdict.value,
                 claimed.reason,
             )
-        return claimed
 
     def invoke(self) -> Any:
         """Validate the payload and call the task; returns the JSON result or raises."""
-        payload = self.spec.parse(self.payload)
-        return to_json(self.spec.fn(payload, self.context), self.store.settings.max_result_bytes)
+        with self.logged():
+            self._started = time.monotonic()
+            payload = self.spec.parse(self.payload)
+            result = self.spec.fn(payload, self.context)
+            return to_json(result, self.store.settings.max_result_bytes)
 
     def succeeded(self, result: Any) -> Outcome:
         """Record SUCCESS."""
-        try:
-            self.store.succeed(self.job_id, self.attempt, result)
-        except JobStateConflict as exc:
-            log.warning("result of job %s attempt %d refused: %s", self.job_id, self.attempt, exc)
-            return Outcome(None)
-        return Outcome(JobStatus.SUCCESS, attempt=self.attempt)
+        with self.logged():
+            try:
+                self.store.succeed(self.job_id, self.attempt, result)
+            except JobStateConflict as exc:
+                log.warning(
+                    "result of job %s attempt %d refused: %s", self.job_id, self.attempt, exc
+                )
+                return Outcome(None)
+            self._measure("JobsSucceeded")
+            return Outcome(JobStatus.SUCCESS, attempt=self.attempt)
 
     def failed(self, exc: BaseException, *, max_delay_s: float | None = None) -> Outcome:
         """Record RETRY with the next attempt's time, or FAILURE when no attempt is left
         (REVOKED when the task stopped because its cancellation was asked)."""
+        with self.logged():
+            outcome = self._failed(exc, max_delay_s)
+        if outcome.status is JobStatus.FAILURE:
+            self._measure("JobsFailed")
+        elif outcome.status is JobStatus.RETRY:
+            self._measure("JobsRetried")
+        return outcome
+
+    def _measure(self, ended: str) -> None:
+        """Count how the attempt ended; time its run, and the job's if it is over."""
+        task, lane = self.spec.name, self.spec.lane
+        metrics.count(ended, task, lane)
+        if self._started is not None:
+            metrics.milliseconds(
+                "RunDuration", task, lane, 1000 * (time.monotonic() - self._started)
+            )
+        if ended != "JobsRetried" and self.created_at is not None:
+            age = (utcnow() - self.created_at).total_seconds()
+            metrics.milliseconds("JobDuration", task, lane, 1000 * age)
+
+    def _failed(self, exc: BaseException, max_delay_s: float | None) -> Outcome:
         if isinstance(exc, JobRevoked):
             try:
                 revoke_running(self.store, self.job_id, self.attempt)
@@ -171,13 +226,14 @@ class Attempt:
         try:
             result = self.invoke()
         except Exception as exc:
-            log.info(
-                "job %s attempt %d raised %s",
-                self.job_id,
-                self.attempt,
-                type(exc).__name__,
-                exc_info=not isinstance(exc, _PERMANENT),
-            )
+            with self.logged():
+                log.info(
+                    "job %s attempt %d raised %s",
+                    self.job_id,
+                    self.attempt,
+                    type(exc).__name__,
+                    exc_info=not isinstance(exc, _PERMANENT),
+                )
             return self.failed(exc)
         return self.succeeded(result)
 

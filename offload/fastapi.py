@@ -21,7 +21,9 @@ from offload.catalog import Catalog, TaskSpec
 from offload.dlq import DeadLetters
 from offload.inline import InlineRunner
 from offload.jobs import Jobs
+from offload.logs import request_id_var
 from offload.queues import QueuePublisher
+from offload.request_ids import RequestIdMiddleware
 from offload.settings import Settings
 from offload.store import JobStore
 
@@ -51,8 +53,9 @@ class Offload:
         self.lambda_inline: LambdaInline | None = None
 
     def install(self, app: FastAPI) -> FastAPI:
-        """Make `JobsDep` work in `app`'s routes."""
+        """Make `JobsDep` work in `app`'s routes, and give each request an id."""
         app.state.offload = self
+        app.add_middleware(RequestIdMiddleware)
         return app
 
     def run_soon(self, spec: TaskSpec, job_id: str, payload: Any) -> None:
@@ -116,7 +119,14 @@ async def get_jobs(
         background.add_task(offload.start_after_response, spec, job_id, payload)
 
     try:
-        yield Jobs(offload.catalog, offload.store, offload.publisher, defer, caller=caller)
+        yield Jobs(
+            offload.catalog,
+            offload.store,
+            offload.publisher,
+            defer,
+            caller=caller,
+            request_id=request_id_var.get(),
+        )
     except Exception:
         # The route failed after submitting inline work: its error response carries no
         # background tasks, so run them now rather than leave their jobs PENDING.

@@ -15,10 +15,12 @@ import threading
 import time
 from typing import Any
 
+from offload import metrics
 from offload.catalog import TaskSpec
 from offload.errors import AwsUnavailable, TaskTimeout
 from offload.execution import Attempt, Outcome, not_run
 from offload.leases import Verdict
+from offload.logs import log_context
 from offload.queues import SPILL_LANE, QueuePublisher
 from offload.store import JobStore
 
@@ -65,6 +67,12 @@ class InlineRunner:
         :param deadline: `time.monotonic()` by which every attempt run here must be over (on
             Lambda, the invocation's end less a margin); attempts that would not fit spill.
         """
+        with log_context(job_id=job_id):
+            return await self._admit(spec, job_id, payload, deadline)
+
+    async def _admit(
+        self, spec: TaskSpec, job_id: str, payload: Any, deadline: float | None
+    ) -> Outcome:
         try:
             if self._admitted >= self.capacity:
                 reason = f"the inline lane is full ({self.capacity} jobs)"
@@ -132,12 +140,13 @@ class InlineRunner:
                 )
             elif done.exception() is not None:
                 error = done.exception()  # type: ignore[assignment]
-                log.info(
-                    "inline job %s attempt %d raised",
-                    attempt.job_id,
-                    attempt.attempt,
-                    exc_info=error,
-                )
+                with attempt.logged():
+                    log.info(
+                        "inline job %s attempt %d raised",
+                        attempt.job_id,
+                        attempt.attempt,
+                        exc_info=error,
+                    )
             else:
                 return await asyncio.to_thread(attempt.succeeded, done.result())
         finally:
@@ -160,6 +169,7 @@ class InlineRunner:
             )
             return False
         log.warning("inline job %s spilled to the %s lane: %s", job_id, SPILL_LANE, why)
+        metrics.count("InlineSpilled", spec.name, spec.lane)
         return True
 
     def _start_thread(self, attempt: Attempt) -> asyncio.Future[Any]:

@@ -73,6 +73,8 @@ def to_item(job: Job) -> dict[str, AttributeValueTypeDef]:
         item["lease_owner"] = {"S": job.lease_owner}
     if job.request_hash is not None:
         item["request_hash"] = {"S": job.request_hash}
+    if job.request_id is not None:
+        item["request_id"] = {"S": job.request_id}
     return item
 
 

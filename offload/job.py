@@ -115,6 +115,8 @@ class Job(BaseModel):
     payload: Any = Field(default=None, exclude=True)
     idempotency_key: str | None = Field(default=None, exclude=True)
     request_hash: str | None = Field(default=None, exclude=True)
+    # The API request that submitted the job: its log lines and the job's share this id.
+    request_id: str | None = Field(default=None, exclude=True)
 
     def view(self) -> dict[str, Any]:
         """The JSON shape of DESIGN.md's contract."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from offload import metrics
 from offload.cancel import request_cancel
 from offload.catalog import Catalog, TaskSpec
 from offload.errors import (
@@ -43,6 +44,7 @@ class Jobs:
     :param publisher: sends queue-lane jobs to SQS.
     :param defer: schedules an inline job to run after the response.
     :param caller: whose jobs these are.
+    :param request_id: the request submitting them (kept on each job, for its logs).
     """
 
     def __init__(
@@ -52,12 +54,14 @@ class Jobs:
         publisher: QueuePublisher,
         defer: Defer,
         caller: str = "local",
+        request_id: str | None = None,
     ) -> None:
         self.catalog = catalog
         self.store = store
         self.publisher = publisher
         self.defer = defer
         self.caller = caller
+        self.request_id = request_id
 
     async def submit(
         self,
@@ -88,6 +92,7 @@ class Jobs:
                 await self._dispatch(spec, existing, discard_on_failure=False)
             return existing
         await self._dispatch(spec, job)
+        metrics.count("JobsSubmitted", spec.name, spec.lane)
         return job
 
     async def get(self, job_id: str) -> Job:
@@ -158,6 +163,7 @@ class Jobs:
             payload=payload,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
+            request_id=self.request_id,
         )
 
     async def _existing(self, job: Job, idempotency_key: str | None) -> Job:

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from mangum import Mangum
 
+from offload import logs
 from offload.fastapi import Offload
 from offload.lambda_extension import InternalExtension
 from offload.lambda_inline import LambdaInline
@@ -31,6 +32,8 @@ def lambda_handler(app: FastAPI) -> LambdaHandler:
     the response. Call it at import of the handler's module: under a Lambda runtime it
     registers the internal extension, which Lambda only accepts during init."""
     offload: Offload = app.state.offload
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # on Lambda, not in tests that call this
+        logs.configure("offload-api", offload.settings.log_level)
     inline = LambdaInline(offload.inline, offload.settings.lambda_deadline_margin_s)
     offload.lambda_inline = inline
     runtime_api = os.environ.get("AWS_LAMBDA_RUNTIME_API")

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # The bearer token the CLI sends.
     api_token: str | None = Field(default=None, repr=False)
 
+    # Level of the JSON log lines of the API and the workers.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     # Where the CLI finds the API; defaults to api_host:api_port.

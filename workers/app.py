@@ -16,6 +16,7 @@ from celery.worker import state as worker_state
 from kombu import Queue  # type: ignore[attr-defined]
 
 import tasks
+from offload import logs
 from offload.catalog import Catalog, TaskSpec
 from offload.errors import AwsUnavailable
 from offload.queues import queue_lane
@@ -70,6 +71,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         worker_send_task_events=False,
         task_send_sent_event=False,
         worker_hijack_root_logger=False,
+        # Powertools' EMF metric lines go to stdout as they are, not wrapped in a log line.
+        worker_redirect_stdouts=False,
         worker_consumer="workers.consumer:DeadLetteringConsumer",
         # Messages sent with Celery's own API land on the task's lane queue (they need a job
         # record made by offload to run; without one they are dropped with a warning).
@@ -103,7 +106,12 @@ def _beat_while_running(app: Celery, settings: Settings) -> None:
         while beats:
             beats.pop().stop()
 
+    def setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
+        # Connected, this replaces Celery's own logging set-up: JSON lines with job ids.
+        logs.configure("offload-worker", loglevel or settings.log_level)
+
     # Not weak: the handlers are closures that would otherwise be collected at once.
+    signals.setup_logging.connect(setup_logging, weak=False)
     signals.worker_ready.connect(ready, weak=False)
     signals.worker_shutting_down.connect(shutting_down, weak=False)
     signals.worker_shutdown.connect(shutdown, weak=False)

@@ -15,6 +15,7 @@ from offload.dlq import bury
 from offload.errors import AwsUnavailable, TimeLimitExceeded
 from offload.execution import Attempt, Outcome
 from offload.job import JobStatus
+from offload.logs import log_context
 from offload.queues import QueuePublisher, queue_lane
 from offload.settings import Settings
 from offload.store import JobStore
@@ -39,6 +40,12 @@ class Runtime:
 
         A retry is a new SQS message with a delay, so no ETA sits in worker memory and the
         worker's slot is free while the job waits."""
+        with log_context(job_id=job_id):
+            return self._execute(spec, job_id, payload, attempt, owner)
+
+    def _execute(
+        self, spec: TaskSpec, job_id: str, payload: Any, attempt: int, owner: str
+    ) -> Outcome:
         settings = self.store.settings
         outcome = Attempt(
             self.store, spec, job_id, attempt, payload, owner=owner, lease_s=settings.lease_s
@@ -74,6 +81,10 @@ class Runtime:
 
         RETRY or FAILURE per the task's policy; the delivery itself goes back to the queue,
         and its next receipt runs the retry once due (or finds the job ended)."""
+        with log_context(job_id=job_id):
+            self._time_limit_exceeded(spec, job_id, owner, limit_s)
+
+    def _time_limit_exceeded(self, spec: TaskSpec, job_id: str, owner: str, limit_s: float) -> None:
         job = self.store.get(job_id)
         if job.status is not JobStatus.STARTED or job.lease_owner != owner:
             return  # already recorded, or taken over by another worker

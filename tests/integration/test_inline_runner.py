@@ -8,12 +8,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from offload import JobContext
+from offload import JobContext, celery_protocol
 from offload.catalog import Catalog
-from offload import celery_protocol
 from offload.inline import InlineRunner
-from offload.queues import QueuePublisher
 from offload.job import Job, JobStatus
+from offload.queues import QueuePublisher
 from offload.settings import Settings
 from offload.store import JobStore
 from tests.integration import jobs
