@@ -106,13 +106,16 @@ OperatorDep = Annotated[str, Depends(get_operator)]
 
 
 async def get_jobs(
-    offload: OffloadDep, caller: CallerDep, background: BackgroundTasks
+    request: Request, offload: OffloadDep, caller: CallerDep, background: BackgroundTasks
 ) -> AsyncIterator[Jobs]:
     """`Jobs` for this request; inline jobs run after its response is sent."""
     deferred: list[tuple[TaskSpec, str, Any]] = []
 
+    on_lambda = offload.lambda_inline is not None and "aws.context" in request.scope
+
     def defer(spec: TaskSpec, job_id: str, payload: Any) -> None:
-        if offload.lambda_inline is not None:
+        if on_lambda:  # through the Lambda handler; the same app may serve uvicorn too
+            assert offload.lambda_inline is not None
             offload.lambda_inline.defer(spec, job_id, payload)
             return
         deferred.append((spec, job_id, payload))
