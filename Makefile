@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test soak lint format install clean
+.PHONY: dev test soak lint format install clean package bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ test: $(STAMP)
 # The fault suite at larger counts (minutes): 10 worker kills, a burst of 1000 jobs.
 soak: $(STAMP)
 	OFFLOAD_SOAK_KILLS=10 OFFLOAD_SOAK_BURST=1000 $(BIN)/pytest tests/e2e/test_faults.py
+
+# The API function's deployment package for template.yaml's runtime: build/api/ (its
+# CodeUri) and build/api.zip, checked against Lambda's size limits.
+package: $(STAMP)
+	$(BIN)/python -m infra.package
+
+# Cold start: importing the API handler against a bare FastAPI + Mangum app (BENCHMARKS.md).
+bench: $(STAMP)
+	$(BIN)/python -m bench.cold_start
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

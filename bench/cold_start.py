@@ -1,0 +1,224 @@
+"""Cold start of the API function: `import functions.api.main` against a bare FastAPI + Mangum
+app (`bench.bare_app`), each in fresh interpreters (`python -m bench.cold_start`, `make bench`).
+
+Budget (from the issue): the handler's import takes at most 1.25x the bare app's, comparing
+medians of one run. The two alternate, and swap which goes first, so that whatever else the
+machine is doing slows both alike. Only the import is timed: starting the interpreter costs
+both the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bench.report import RESULTS, ROOT, table, update_section
+
+NAME = "cold-start"
+BARE = "bench.bare_app"
+API = "functions.api.main"
+BUDGET = 1.25
+# Packages the API must never import: the workers' and models' (as tests/unit/test_api_imports.py).
+HEAVY = frozenset(
+    {
+        "celery",
+        "kombu",
+        "pycurl",
+        "torch",
+        "transformers",
+        "sentence_transformers",
+        "sagemaker",
+        "reportlab",
+    }
+)
+# Run in each child. json is imported after the clock stops, so that it cannot pre-load
+# anything the measured import would have paid for.
+_PROBE = """\
+import importlib, sys, time
+before = len(sys.modules)
+start = time.perf_counter()
+importlib.import_module(sys.argv[1])
+seconds = time.perf_counter() - start
+loaded = len(sys.modules) - before
+top = sorted({name.partition(".")[0] for name in sys.modules})
+import json
+json.dump({"seconds": seconds, "loaded": loaded, "top_level": top}, sys.stdout)
+"""
+
+
+class BenchError(RuntimeError):
+    """A child interpreter failed to import the module it was timing."""
+
+
+@dataclass
+class Samples:
+    """Import times of one module, one per fresh interpreter, and what it loaded."""
+
+    module: str
+    seconds: list[float]
+    loaded: int = 0
+    top_level: frozenset[str] = frozenset()
+
+    @property
+    def median_ms(self) -> float:
+        """Median import time in milliseconds."""
+        return statistics.median(self.seconds) * 1000
+
+    @property
+    def p90_ms(self) -> float:
+        """90th percentile import time in milliseconds."""
+        if len(self.seconds) < 2:
+            return self.seconds[0] * 1000
+        return statistics.quantiles(self.seconds, n=10, method="inclusive")[-1] * 1000
+
+
+def child_env() -> dict[str, str]:
+    """This environment, less what would make the handler act as if deployed or local: the
+    Runtime API (it would register its Lambda extension) and the local AWS endpoint.
+
+    PYTHONDONTWRITEBYTECODE goes too: with it, every module edited since its cache was
+    written would be compiled in every sample, and only our own modules are being edited.
+    """
+    dropped = {"AWS_LAMBDA_RUNTIME_API", "OFFLOAD_AWS_ENDPOINT_URL", "PYTHONDONTWRITEBYTECODE"}
+    return {key: value for key, value in os.environ.items() if key not in dropped}
+
+
+def time_import(module: str, env: dict[str, str]) -> dict[str, Any]:
+    """Import `module` in a fresh interpreter; its import time and the modules it loaded."""
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, module],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise BenchError(f"importing {module} failed:\n{result.stderr}")
+    sample: dict[str, Any] = json.loads(result.stdout)
+    return sample
+
+
+def measure(runs: int, modules: Sequence[str] = (BARE, API)) -> dict[str, Samples]:
+    """`runs` fresh imports of each module, interleaved, the first of each order swapped."""
+    env = child_env()
+    for module in modules:
+        # Writes the bytecode caches, so that no sample pays for compiling.
+        time_import(module, env)
+    samples = {module: Samples(module, []) for module in modules}
+    for run in range(runs):
+        order = modules if run % 2 == 0 else tuple(reversed(modules))
+        for module in order:
+            sample = time_import(module, env)
+            target = samples[module]
+            target.seconds.append(sample["seconds"])
+            target.loaded = sample["loaded"]
+            target.top_level = target.top_level | set(sample["top_level"])
+    return samples
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def summary(bare: Samples, api: Samples, runs: int) -> dict[str, Any]:
+    """The run's verdict and every sample, as written to bench/results/cold_start.json."""
+    ratio = api.median_ms / bare.median_ms
+    heavy = sorted(api.top_level & HEAVY)
+    return {
+        "benchmark": NAME,
+        "machine": machine(),
+        "runs": runs,
+        "budget_ratio": BUDGET,
+        "ratio": round(ratio, 3),
+        "heavy_loaded": heavy,
+        "passed": ratio <= BUDGET and not heavy,
+        "modules": {
+            s.module: {
+                "median_ms": round(s.median_ms, 1),
+                "p90_ms": round(s.p90_ms, 1),
+                "modules_loaded": s.loaded,
+                "samples_ms": [round(x * 1000, 2) for x in s.seconds],
+            }
+            for s in (bare, api)
+        },
+        "extra_top_level": sorted(api.top_level - bare.top_level),
+    }
+
+
+def section(result: dict[str, Any]) -> str:
+    """The BENCHMARKS.md section for `result`."""
+    rows = [
+        [
+            f"`{module}`",
+            f"{m['median_ms']:.1f} ms",
+            f"{m['p90_ms']:.1f} ms",
+            str(m["modules_loaded"]),
+        ]
+        for module, m in result["modules"].items()
+    ]
+    info = result["machine"]
+    verdict = "pass" if result["passed"] else "FAIL"
+    heavy = ", ".join(result["heavy_loaded"]) or "none"
+    checked = ", ".join(sorted(HEAVY))
+    where = f"Python {info['python']} on {info['platform']}, {info['cpu_count']} CPUs"
+    return f"""## Cold start: importing the API handler
+
+Import time of the Lambda handler (`functions.api.main`) against a bare FastAPI app with one
+route wrapped in Mangum (`bench/bare_app.py`), each in fresh interpreters, alternating. Budget:
+the handler's median at most the given multiple of the bare app's, and no worker or model
+package imported. `python -X importtime -c "import functions.api.main"` shows where it goes.
+
+{table(["module", "median", "p90", "modules imported"], rows)}
+
+- ratio of medians: **{result["ratio"]:.2f}** (budget {result["budget_ratio"]}): **{verdict}**
+- heavy packages imported: {heavy} (checked: {checked})
+- {result["runs"]} runs per module; {where}
+- measured {info["date"]}; every sample in `bench/results/cold_start.json`"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m bench.cold_start`; non-zero when over budget."""
+    parser = argparse.ArgumentParser(prog="python -m bench.cold_start", description=__doc__)
+    parser.add_argument("--runs", type=int, default=21, help="interpreters per module (21)")
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+
+    samples = measure(args.runs)
+    result = summary(samples[BARE], samples[API], args.runs)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "cold_start.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    update_section(NAME, section(result))
+
+    for module, m in result["modules"].items():
+        sys.stdout.write(
+            f"{module:<20} median {m['median_ms']:7.1f} ms  p90 {m['p90_ms']:7.1f} ms\n"
+        )
+    sys.stdout.write(
+        f"ratio {result['ratio']:.3f} (budget {BUDGET}); heavy: "
+        f"{', '.join(result['heavy_loaded']) or 'none'}; "
+        f"{'pass' if result['passed'] else 'FAIL'}\n"
+    )
+    return 0 if result["passed"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
