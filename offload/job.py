@@ -106,7 +106,7 @@ class Job(BaseModel):
     # Cancellation was asked while the job ran; it stops at its next progress report or beat.
     cancel_requested: bool = False
     # Earlier runs of a job replayed from a dead-letter queue, oldest first.
-    history: list[PastRun] = Field(default_factory=list)
+    history: list[PastRun] = Field(default=[])  # copied per instance by pydantic
     # Internal: not part of the API view.
     caller: str = Field(default="local", exclude=True)
     # Who runs the current attempt, and until when that claim holds without a heartbeat.

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import gc
 
-from fastapi import FastAPI
+# What this module builds (the app, its models, the task catalog) lives as long as the
+# process. Collecting while building it only costs time (one full collection: about 20 ms of
+# a 300 ms cold start here), so collection pauses until the app is built, and the objects
+# are then frozen out of every later collection too.
+gc.disable()
 
-import tasks
-from functions.api import errors
-from functions.api.routes import dlq, documents, health, jobs
-from functions.api.routes import tasks as task_routes
-from offload.catalog import Catalog
-from offload.fastapi import Offload
-from offload.lambda_handler import lambda_handler
-from offload.settings import Settings, get_settings
+from collections.abc import AsyncIterator  # noqa: E402 (after the pause, on purpose)
+from contextlib import asynccontextmanager  # noqa: E402
+
+from fastapi import FastAPI  # noqa: E402
+
+import tasks  # noqa: E402
+from functions.api import errors  # noqa: E402
+from functions.api.routes import dlq, documents, health, jobs  # noqa: E402
+from functions.api.routes import tasks as task_routes  # noqa: E402
+from offload.catalog import Catalog  # noqa: E402
+from offload.fastapi import Offload  # noqa: E402
+from offload.lambda_handler import lambda_handler  # noqa: E402
+from offload.settings import Settings, get_settings  # noqa: E402
 
 
 def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:
@@ -42,5 +50,9 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
 
 
 # Built once per process: on Lambda, once per execution environment (during init).
-app = create_app()
-handler = lambda_handler(app)
+try:
+    app = create_app()
+    handler = lambda_handler(app)
+finally:
+    gc.freeze()
+    gc.enable()
