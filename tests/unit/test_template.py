@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from infra.template import TemplateError, load_template, references, resolve
+from offload.catalog import INLINE_MAX_TIMEOUT_S
 from offload.settings import Settings
 from offload.store import CALLER_INDEX
 
@@ -214,3 +215,29 @@ def test_template_api_function_gets_the_resource_names(resources: dict[str, Any]
     assert env["OFFLOAD_STACK_NAME"] == {"Ref": "AWS::StackName"}
     # Every policy names a resource of this stack, never "*".
     assert "*" not in json.dumps(fn["Properties"]["Policies"])
+
+
+def test_template_api_takes_its_callers_from_a_jwt_authorizer(resources: dict[str, Any]) -> None:
+    api = resources["HttpApi"]["Properties"]["Auth"]
+    assert api["DefaultAuthorizer"] == "Jwt"
+    jwt = api["Authorizers"]["Jwt"]
+    assert jwt["IdentitySource"] == "$request.header.Authorization"
+    assert jwt["JwtConfiguration"] == {
+        "issuer": {"Ref": "JwtIssuer"},
+        "audience": {"Ref": "JwtAudience"},
+    }
+    fn = resources["ApiFunction"]["Properties"]
+    assert fn["Environment"]["Variables"]["OFFLOAD_AUTH"] == "jwt"
+    events = fn["Events"]
+    # Every route goes through the authorizer but the health check.
+    for name, event in events.items():
+        assert event["Properties"]["ApiId"] == {"Ref": "HttpApi"}
+        unauthenticated = event["Properties"].get("Auth", {}).get("Authorizer") == "NONE"
+        assert unauthenticated == (event["Properties"]["Path"] == "/healthz"), name
+
+
+def test_template_function_outlives_its_longest_inline_task(resources: dict[str, Any]) -> None:
+    # An inline job shorter than the function's timeout (less the margin) can run in it;
+    # longer ones spill. The longest inline task must fit, or it would always spill.
+    timeout = resources["ApiFunction"]["Properties"]["Timeout"]
+    assert timeout >= INLINE_MAX_TIMEOUT_S + Settings().lambda_deadline_margin_s + 5
