@@ -11,6 +11,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from pydantic import ValidationError
+
 from offload.settings import get_settings
 
 TERMINAL = {"SUCCESS", "FAILURE", "REVOKED"}
@@ -22,7 +24,12 @@ class ApiError(RuntimeError):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `offload` console script."""
-    parser = _parser()
+    try:
+        parser = _parser()
+    except ValidationError as exc:
+        # A wrong OFFLOAD_* variable: say which, without a traceback.
+        print(f"offload: invalid configuration: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)

@@ -255,7 +255,9 @@ def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None
 def run(aws_port: int, api_port: int) -> int:
     """`offload dev`: start, print where to look, and stop everything on Ctrl-C or SIGTERM."""
     aws_log = Path(tempfile.mkdtemp(prefix="offload-dev-")) / "aws.log"
-    system = LocalSystem(aws_port=aws_port, api_port=api_port, aws_log=aws_log)
+    system = LocalSystem(
+        aws_port=aws_port, api_port=api_port, aws_log=aws_log, extra_env=passed_settings()
+    )
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -286,8 +288,47 @@ def run(aws_port: int, api_port: int) -> int:
     return code
 
 
+# Where things are: the local system decides these, whatever this shell has exported (a
+# deployment's queue URL must never reach a local worker).
+_LOCATION_SETTINGS = {
+    "aws_endpoint_url",
+    "aws_region",
+    "aws_account_id",
+    "stack_name",
+    "jobs_table",
+    "results_bucket",
+    "cpu_queue_url",
+    "gpu_queue_url",
+    "cpu_dlq_url",
+    "gpu_dlq_url",
+    "api_host",
+    "api_port",
+    "api_url",
+    "local_aws_port",
+}
+
+
+def passed_settings() -> dict[str, str]:
+    """The caller's OFFLOAD_* behaviour settings (auth, tokens, limits...), for the children."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name.upper().startswith("OFFLOAD_")
+        and name[len("OFFLOAD_") :].lower() not in _LOCATION_SETTINGS
+    }
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _auth_hint(system: LocalSystem) -> str:
+    auth = system.extra_env.get("OFFLOAD_AUTH", "none").lower()
+    if auth == "tokens":
+        return "tokens: send Authorization: Bearer <token> (the CLI sends $OFFLOAD_API_TOKEN)"
+    if auth == "jwt":
+        return "jwt: only API Gateway's verified claims identify a caller (401 here)"
+    return "none: every request is the `local` caller (OFFLOAD_AUTH=tokens switches tokens on)"
 
 
 def _banner(system: LocalSystem) -> str:
@@ -298,6 +339,7 @@ offload is up.
   local AWS      {system.aws_url}   (moto server; export OFFLOAD_AWS_ENDPOINT_URL={system.aws_url})
                  its request log: {system.aws_log}
   workers        {", ".join(system.lanes)} (Celery on SQS)
+  callers        {_auth_hint(system)}
 
 Try:
   curl -s -X POST {api}/jobs -H 'content-type: application/json' \\

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+
+import pytest
 
 HEAVY = (
     "celery",
@@ -18,12 +21,20 @@ HEAVY = (
 )
 
 
-def test_api_handler_imports_no_heavy_package() -> None:
+@pytest.mark.parametrize("on_lambda", [False, True])
+def test_api_handler_imports_no_heavy_package(on_lambda: bool) -> None:
+    # On Lambda (AWS_LAMBDA_FUNCTION_NAME set) the handler also sets up its JSON logs.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_LAMBDA_")}
+    if on_lambda:
+        env["AWS_LAMBDA_FUNCTION_NAME"] = "offload-api"
     code = (
         "import json, sys; import functions.api.main; "
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
     loaded = set(json.loads(out.stdout))
     assert "fastapi" in loaded  # the probe itself works
+    assert ("aws_lambda_powertools" in loaded) == on_lambda
     assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))

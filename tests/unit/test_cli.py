@@ -3,6 +3,8 @@ from __future__ import annotations
 import pytest
 
 from infra.cli import _describe, main
+from infra.dev import passed_settings
+from offload.settings import get_settings
 
 
 def test_retry_line_says_why_and_when() -> None:
@@ -41,3 +43,28 @@ def test_bad_payload_json_is_refused_before_any_request(capsys: pytest.CaptureFi
 def test_unreachable_api_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["jobs", "list", "--api", "http://127.0.0.1:9"]) == 2
     assert "cannot reach the API" in capsys.readouterr().err
+
+
+def test_a_wrong_setting_is_a_clear_error_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    get_settings.cache_clear()
+    monkeypatch.setenv("OFFLOAD_AUTH", "tokens")
+    monkeypatch.delenv("OFFLOAD_API_TOKENS", raising=False)
+    try:
+        assert main(["jobs", "list"]) == 2
+    finally:
+        get_settings.cache_clear()
+    assert "invalid configuration" in capsys.readouterr().err
+
+
+def test_make_dev_passes_behaviour_settings_but_never_locations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OFFLOAD_AUTH", "tokens")
+    monkeypatch.setenv("offload_api_tokens", "t=alice")
+    monkeypatch.setenv("OFFLOAD_CPU_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/1/prod-cpu")
+    monkeypatch.setenv("OFFLOAD_AWS_ENDPOINT_URL", "http://elsewhere:1")
+    passed = passed_settings()
+    assert passed["OFFLOAD_AUTH"] == "tokens" and passed["offload_api_tokens"] == "t=alice"
+    assert "OFFLOAD_CPU_QUEUE_URL" not in passed and "OFFLOAD_AWS_ENDPOINT_URL" not in passed
