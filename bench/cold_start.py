@@ -191,8 +191,9 @@ package imported. `python -X importtime -c "import functions.api.main"` shows wh
 The handler is timed as on Lambda (`AWS_LAMBDA_FUNCTION_NAME` set: it sets up Powertools'
 JSON logs at import, about 10 ms); the extension's registration, one call to the local
 Runtime API, is not part of it. The handler pauses garbage collection while it builds the app
-and then freezes what it built (`functions/api/main.py`): without that the ratio was about
-1.26 on this machine, most of the difference being one full collection during the import.
+and then freezes what it built (`functions/api/main.py`, on Lambda only): without that the
+ratio was 1.30 on this machine (over budget), the difference being one full collection
+during the import.
 
 {table(["module", "median", "p90", "modules imported"], rows)}
 

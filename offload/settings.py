@@ -1,17 +1,13 @@
-"""The one configuration object: every value comes from `OFFLOAD_*` environment variables.
-
-A plain pydantic model reading the environment itself: pydantic-settings would do the same
-for this flat set of scalars, at 12-14 ms of the API's cold start (it brings dotenv,
-argparse and more).
-"""
+"""The one configuration object: every value comes from `OFFLOAD_*` environment variables."""
 
 from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 QueueLane = Literal["cpu", "gpu"]
 AuthMode = Literal["none", "tokens", "jwt"]
@@ -20,31 +16,11 @@ AuthMode = Literal["none", "tokens", "jwt"]
 LOCAL_ACCOUNT_ID = "123456789012"
 
 
-ENV_PREFIX = "OFFLOAD_"
-
-
-class Settings(BaseModel):
+class Settings(BaseSettings):
     """offload's configuration. With only `OFFLOAD_AWS_ENDPOINT_URL` set, the defaults name
-    the resources the local stack creates from `template.yaml`.
+    the resources the local stack creates from `template.yaml`."""
 
-    `Settings()` reads `OFFLOAD_<FIELD>` variables (any case); keyword arguments win over them.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_environment(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        fields = cls.model_fields
-        found: dict[str, Any] = {}
-        for name, value in os.environ.items():
-            if name.upper().startswith(ENV_PREFIX):
-                field = name[len(ENV_PREFIX) :].lower()
-                if field in fields:
-                    found[field] = value
-        return {**found, **data}
+    model_config = SettingsConfigDict(env_prefix="OFFLOAD_", extra="ignore", frozen=True)
 
     aws_endpoint_url: str | None = None
     aws_region: str = "us-east-1"
@@ -87,8 +63,9 @@ class Settings(BaseModel):
     # Jobs that may wait for an inline slot; more spill to the cpu lane.
     inline_queue_size: int = Field(default=64, ge=0, le=10_000)
     # On Lambda, an inline attempt starts only if it can end this long before the invocation's
-    # deadline (time to record its outcome); otherwise it spills to the cpu lane.
-    lambda_deadline_margin_s: float = Field(default=1.0, ge=0)
+    # deadline, otherwise it spills to the cpu lane: time to claim it and record its outcome,
+    # each one AWS call that may take up to aws_timeout_s.
+    lambda_deadline_margin_s: float = Field(default=5.0, ge=0)
     # At API shutdown, how long running inline jobs may take to finish.
     inline_shutdown_grace_s: float = Field(default=15.0, ge=0)
 
