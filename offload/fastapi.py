@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import BackgroundTasks, Depends, FastAPI, Request
 
@@ -21,14 +21,12 @@ from offload.catalog import Catalog, TaskSpec
 from offload.dlq import DeadLetters
 from offload.inline import InlineRunner
 from offload.jobs import Jobs
+from offload.lambda_inline import LambdaInline, serving
 from offload.logs import request_id_var
 from offload.queues import QueuePublisher
 from offload.request_ids import RequestIdMiddleware
 from offload.settings import Settings
 from offload.store import JobStore
-
-if TYPE_CHECKING:
-    from offload.lambda_inline import LambdaInline
 
 
 class Offload:
@@ -41,16 +39,20 @@ class Offload:
         self.publisher = QueuePublisher(settings)
         self.dead_letters = DeadLetters(self.store, self.publisher, catalog)
         self.callers = Callers(settings)
-        self.inline = InlineRunner(
-            self.store,
-            self.publisher,
-            settings.inline_concurrency,
-            settings.inline_retry_max_delay_s,
-            settings.inline_queue_size,
-        )
+        self.inline = self.new_inline_runner()
         self._running: set[asyncio.Task[Any]] = set()
         # On Lambda (`offload.lambda_handler`): inline jobs wait there for the handler's return.
         self.lambda_inline: LambdaInline | None = None
+
+    def new_inline_runner(self) -> InlineRunner:
+        """An inline runner with this app's settings (one per event loop that runs jobs)."""
+        return InlineRunner(
+            self.store,
+            self.publisher,
+            self.settings.inline_concurrency,
+            self.settings.inline_retry_max_delay_s,
+            self.settings.inline_queue_size,
+        )
 
     def install(self, app: FastAPI) -> FastAPI:
         """Make `JobsDep` work in `app`'s routes, and give each request an id."""
@@ -106,17 +108,17 @@ OperatorDep = Annotated[str, Depends(get_operator)]
 
 
 async def get_jobs(
-    request: Request, offload: OffloadDep, caller: CallerDep, background: BackgroundTasks
+    offload: OffloadDep, caller: CallerDep, background: BackgroundTasks
 ) -> AsyncIterator[Jobs]:
     """`Jobs` for this request; inline jobs run after its response is sent."""
     deferred: list[tuple[TaskSpec, str, Any]] = []
 
-    on_lambda = offload.lambda_inline is not None and "aws.context" in request.scope
+    # Set while offload's Lambda handler serves this request; the same app may serve uvicorn.
+    lambda_inline = serving.get()
 
     def defer(spec: TaskSpec, job_id: str, payload: Any) -> None:
-        if on_lambda:  # through the Lambda handler; the same app may serve uvicorn too
-            assert offload.lambda_inline is not None
-            offload.lambda_inline.defer(spec, job_id, payload)
+        if lambda_inline is not None:
+            lambda_inline.defer(spec, job_id, payload)
             return
         deferred.append((spec, job_id, payload))
         background.add_task(offload.start_after_response, spec, job_id, payload)

@@ -19,6 +19,7 @@ from offload import metrics
 from offload.catalog import TaskSpec
 from offload.errors import AwsUnavailable, TaskTimeout
 from offload.execution import Attempt, Outcome, not_run
+from offload.job import JobStatus
 from offload.leases import Verdict
 from offload.logs import log_context
 from offload.queues import SPILL_LANE, QueuePublisher
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 # Nothing redelivers an inline job, so its lease is never renewed: it outlasts the limit.
 INLINE_LEASE_GRACE_S = 30.0
+# A spill that SQS refuses is tried again after these pauses (boto3 has retried already).
+SPILL_RETRY_PAUSES_S = (0.2, 0.5, 0.0)
 
 
 class InlineRunner:
@@ -60,14 +63,20 @@ class InlineRunner:
         self.owner = f"inline/{socket.gethostname()}/{os.getpid()}"
 
     async def run(
-        self, spec: TaskSpec, job_id: str, payload: Any, deadline: float | None = None
+        self,
+        spec: TaskSpec,
+        job_id: str,
+        payload: Any,
+        deadline: float | None = None,
+        request_id: str | None = None,
     ) -> Outcome:
         """Run every attempt of a job until it ends, or spill it; never raises.
 
         :param deadline: `time.monotonic()` by which every attempt run here must be over (on
             Lambda, the invocation's end less a margin); attempts that would not fit spill.
+        :param request_id: the submitting request's id, for the log lines.
         """
-        with log_context(job_id=job_id):
+        with log_context(job_id=job_id, request_id=request_id):
             return await self._admit(spec, job_id, payload, deadline)
 
     async def _admit(
@@ -85,9 +94,10 @@ class InlineRunner:
             finally:
                 self._admitted -= 1
         except Exception:
-            # A background task that raises is only logged by Starlette; say which job it was.
-            log.exception("inline job %s could not be run", job_id)
-            return Outcome(None)
+            # A bug or an outage in our own code, not the task's: hand the job to the cpu
+            # lane in the state it is in, rather than leave it PENDING with nobody to run it.
+            log.exception("inline job %s could not be run here", job_id)
+            return await self._rescue(spec, job_id, payload)
 
     async def _run(
         self, spec: TaskSpec, job_id: str, payload: Any, deadline: float | None
@@ -96,8 +106,8 @@ class InlineRunner:
         while True:
             if _too_late(deadline, delay + spec.timeout_s):
                 reason = f"attempt {attempt} would end after the invocation"
-                await self._spill(spec, job_id, payload, attempt, delay, reason)
-                return Outcome(None, attempt=attempt, spilled=True)
+                spilled = await self._spill(spec, job_id, payload, attempt, delay, reason)
+                return Outcome(None, attempt=attempt, spilled=spilled)
             await asyncio.sleep(delay)
             outcome = await self._attempt(
                 Attempt(
@@ -116,16 +126,21 @@ class InlineRunner:
             attempt, delay = outcome.attempt + 1, outcome.retry_in_s
 
     async def _attempt(self, attempt: Attempt, deadline: float | None) -> Outcome:
-        await self._slots.acquire()
+        if deadline is None:
+            await self._slots.acquire()
+        else:
+            # Slots are held by threads that may never end (a hung task): wait only as long
+            # as the attempt could still end in time.
+            wait_s = deadline - time.monotonic() - attempt.spec.timeout_s
+            try:
+                await asyncio.wait_for(self._slots.acquire(), timeout=max(0.0, wait_s))
+            except TimeoutError:
+                return await self._spill_attempt(attempt, "no inline slot came free in time")
         slot_passed_on = False
         try:
             if _too_late(deadline, attempt.spec.timeout_s):
                 # The wait for a slot used up the time it had.
-                reason = f"attempt {attempt.attempt} got a slot too late to end in time"
-                await self._spill(
-                    attempt.spec, attempt.job_id, attempt.payload, attempt.attempt, 0.0, reason
-                )
-                return Outcome(None, attempt=attempt.attempt, spilled=True)
+                return await self._spill_attempt(attempt, "it got a slot too late to end in time")
             claimed = await asyncio.to_thread(attempt.begin)
             if claimed.verdict is not Verdict.RUN:
                 return not_run(claimed)
@@ -154,23 +169,49 @@ class InlineRunner:
                 self._slots.release()
         return await asyncio.to_thread(attempt.failed, error, max_delay_s=self.retry_max_delay_s)
 
+    async def _spill_attempt(self, attempt: Attempt, why: str) -> Outcome:
+        spilled = await self._spill(
+            attempt.spec, attempt.job_id, attempt.payload, attempt.attempt, 0.0, why
+        )
+        return Outcome(None, attempt=attempt.attempt, spilled=spilled)
+
     async def _spill(
         self, spec: TaskSpec, job_id: str, payload: Any, attempt: int, delay_s: float, why: str
     ) -> bool:
-        """Send attempt `attempt` to the spill lane's workers; False if SQS refused it."""
+        """Send attempt `attempt` to the spill lane's workers; False if SQS kept refusing."""
+        for pause_s in SPILL_RETRY_PAUSES_S:
+            try:
+                await asyncio.to_thread(
+                    self.publisher.send, spec, job_id, payload, attempt=attempt, delay_s=delay_s
+                )
+            except AwsUnavailable as exc:
+                log.warning(
+                    "inline job %s: spill to the %s lane failed: %s", job_id, SPILL_LANE, exc
+                )
+                await asyncio.sleep(pause_s)
+                continue
+            log.warning("inline job %s spilled to the %s lane: %s", job_id, SPILL_LANE, why)
+            metrics.count("InlineSpilled", spec.name, spec.lane)
+            return True
+        # The job keeps its PENDING/RETRY record and nothing here can run it: alarm on this.
+        log.error("inline job %s could not be spilled to the %s lane; it waits", job_id, SPILL_LANE)
+        metrics.count("InlineSpillFailed", spec.name, spec.lane)
+        return False
+
+    async def _rescue(self, spec: TaskSpec, job_id: str, payload: Any) -> Outcome:
+        """Spill a job whose run failed in offload's own code, as its record says it stands."""
         try:
-            await asyncio.to_thread(
-                self.publisher.send, spec, job_id, payload, attempt=attempt, delay_s=delay_s
-            )
-        except AwsUnavailable as exc:
-            # The job keeps its PENDING/RETRY record; nothing here can run it any more.
-            log.error(
-                "inline job %s could not be spilled to the %s lane: %s", job_id, SPILL_LANE, exc
-            )
-            return False
-        log.warning("inline job %s spilled to the %s lane: %s", job_id, SPILL_LANE, why)
-        metrics.count("InlineSpilled", spec.name, spec.lane)
-        return True
+            job = await asyncio.to_thread(self.store.get, job_id)
+        except Exception:
+            log.exception("inline job %s: its record cannot be read either", job_id)
+            metrics.count("InlineSpillFailed", spec.name, spec.lane)
+            return Outcome(None)
+        if job.status not in (JobStatus.PENDING, JobStatus.RETRY):
+            return Outcome(None)  # it ended, or an attempt holds it: nothing to hand over
+        spilled = await self._spill(
+            spec, job_id, payload, job.attempts + 1, 0.0, "its inline run failed in offload"
+        )
+        return Outcome(None, attempt=job.attempts + 1, spilled=spilled)
 
     def _start_thread(self, attempt: Attempt) -> asyncio.Future[Any]:
         """Run `attempt.invoke` on a thread of its own; the future settles when it returns."""

@@ -18,7 +18,7 @@ from mangum import Mangum
 from offload import logs
 from offload.fastapi import Offload
 from offload.lambda_extension import InternalExtension
-from offload.lambda_inline import LambdaInline
+from offload.lambda_inline import LambdaInline, serving
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,8 @@ def lambda_handler(app: FastAPI) -> LambdaHandler:
     offload: Offload = app.state.offload
     if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # on Lambda, not in tests that call this
         logs.configure("offload-api", offload.settings.log_level)
-    inline = LambdaInline(offload.inline, offload.settings.lambda_deadline_margin_s)
+    # A runner of its own: its slots belong to the loop thread, not to uvicorn's loop.
+    inline = LambdaInline(offload.new_inline_runner(), offload.settings.lambda_deadline_margin_s)
     offload.lambda_inline = inline
     runtime_api = os.environ.get("AWS_LAMBDA_RUNTIME_API")
     if runtime_api:
@@ -48,15 +49,21 @@ def lambda_handler(app: FastAPI) -> LambdaHandler:
     mangum = Mangum(app, lifespan="off")
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        serving_token = serving.set(inline)  # Mangum's task copies this context
         try:
             response: dict[str, Any] = mangum(event, context)
             return response
         finally:
-            # Even when the app failed: jobs it submitted must run (or spill), not stay PENDING.
-            remaining = getattr(context, "get_remaining_time_in_millis", None)
-            inline.release(remaining() / 1000 if remaining else None)
-            request_id = getattr(context, "aws_request_id", None)
-            if request_id:
-                inline.handler_done(request_id)
+            serving.reset(serving_token)
+            try:
+                # Even when the app failed: jobs it submitted must run (or spill).
+                remaining = getattr(context, "get_remaining_time_in_millis", None)
+                inline.release(remaining() / 1000 if remaining else None)
+            except Exception:
+                log.exception("the inline jobs of this invocation could not be started")
+            finally:
+                request_id = getattr(context, "aws_request_id", None)
+                if request_id:  # else the extension would hold the invocation to its deadline
+                    inline.handler_done(request_id)
 
     return handler

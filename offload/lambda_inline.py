@@ -16,12 +16,18 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
+from contextvars import ContextVar
 from typing import Any
 
 from offload.catalog import TaskSpec
 from offload.inline import InlineRunner
+from offload.logs import request_id_var
 
 log = logging.getLogger(__name__)
+
+# Set by the Lambda handler for the length of its call: requests it serves defer their inline
+# jobs here. Requests reaching the same app another way (uvicorn) run theirs as usual.
+serving: ContextVar[LambdaInline | None] = ContextVar("offload_lambda_inline", default=None)
 
 
 class LambdaInline:
@@ -34,7 +40,7 @@ class LambdaInline:
     def __init__(self, runner: InlineRunner, margin_s: float) -> None:
         self.runner = runner
         self.margin_s = margin_s
-        self._deferred: list[tuple[TaskSpec, str, Any]] = []
+        self._deferred: list[tuple[TaskSpec, str, Any, str | None]] = []
         self._changed = threading.Condition()
         self._active = 0
         self._handled: deque[str] = deque(maxlen=64)  # request ids whose handler returned
@@ -43,21 +49,31 @@ class LambdaInline:
     def defer(self, spec: TaskSpec, job_id: str, payload: Any) -> None:
         """Keep an inline job until the handler returns (called while the request runs)."""
         with self._changed:
-            self._deferred.append((spec, job_id, payload))
+            self._deferred.append((spec, job_id, payload, request_id_var.get()))
 
     def release(self, remaining_s: float | None) -> int:
         """Start the deferred jobs, to end within `remaining_s` less the margin; how many."""
         deadline = None if remaining_s is None else time.monotonic() + remaining_s - self.margin_s
         with self._changed:
             jobs, self._deferred = self._deferred, []
-            self._active += len(jobs)
+        if not jobs:
+            return 0
         loop = self._running_loop()
-        for spec, job_id, payload in jobs:
-            run = asyncio.run_coroutine_threadsafe(
-                self.runner.run(spec, job_id, payload, deadline), loop
-            )
+        started = 0
+        for spec, job_id, payload, request_id in jobs:
+            with self._changed:
+                self._active += 1  # before the job can end, so settle never misses it
+            try:
+                run = asyncio.run_coroutine_threadsafe(
+                    self.runner.run(spec, job_id, payload, deadline, request_id), loop
+                )
+            except Exception:
+                log.exception("inline job %s could not be started", job_id)
+                self._ended(None)
+                continue
             run.add_done_callback(self._ended)
-        return len(jobs)
+            started += 1
+        return started
 
     def handler_done(self, request_id: str) -> None:
         """The handler returned for `request_id` (its jobs are released)."""
@@ -95,7 +111,7 @@ class LambdaInline:
         with self._changed:
             return self._active
 
-    def _ended(self, _: Future[Any]) -> None:
+    def _ended(self, _: Future[Any] | None) -> None:
         with self._changed:
             self._active -= 1
             self._changed.notify_all()

@@ -6,10 +6,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from pydantic import BaseModel
 
 from offload import JobContext, celery_protocol
 from offload.catalog import Catalog
+from offload.errors import AwsUnavailable
+from offload.execution import Attempt
 from offload.inline import InlineRunner
 from offload.job import Job, JobStatus
 from offload.queues import QueuePublisher
@@ -52,6 +55,7 @@ def run_all(
     concurrency: int = 2,
     queue_size: int = 10,
     within_s: float | None = None,
+    publisher: QueuePublisher | None = None,
 ) -> list[Job]:
     """Run the jobs concurrently on one runner, in submission order; return them at the end.
 
@@ -64,7 +68,7 @@ def run_all(
     async def go() -> None:
         runner = InlineRunner(
             store,
-            QueuePublisher(settings),
+            publisher or QueuePublisher(settings),
             concurrency=concurrency,
             retry_max_delay_s=0.05,
             queue_size=queue_size,
@@ -173,3 +177,43 @@ def test_a_job_whose_wait_for_a_slot_ate_its_time_spills(
     assert first.status is JobStatus.SUCCESS
     assert (second.status, second.attempts) == (JobStatus.PENDING, 0)
     assert set(spilled(drain)) == {second.job_id}
+
+
+def test_a_hung_task_holding_the_only_slot_does_not_hold_the_next_job_past_its_deadline(
+    settings: Settings, drain: Callable[[str], list[str]]
+) -> None:
+    # The first task hangs for 5 s, far past its 0.5 s limit: its thread keeps the one slot.
+    # The second job may wait for it only while it could still end before the deadline.
+    started = time.monotonic()
+    hung, waiting = run_all(settings, [{"sleep_s": 5}, {}], concurrency=1, within_s=1.2)
+    assert time.monotonic() - started < 3  # not the 5 s the hung thread holds the slot
+    assert hung.error is not None and hung.error.type == "TaskTimeout"
+    assert (waiting.status, waiting.attempts) == (JobStatus.PENDING, 0)
+    sent = spilled(drain)
+    assert sent[waiting.job_id] == {"payload": {}, "attempt": 1}
+    assert sent[hung.job_id]["attempt"] == 2  # its retry needs the slot too
+
+
+class Outage(QueuePublisher):
+    def send(self, *args: Any, **kwargs: Any) -> None:
+        raise AwsUnavailable("SQS", "throttled, as the test asks")
+
+
+def test_a_spill_that_sqs_refuses_leaves_the_job_as_it_was_and_says_so(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (job,) = run_all(settings, [{}], within_s=0.3, publisher=Outage(settings))
+    assert (job.status, job.attempts) == (JobStatus.PENDING, 0)
+    assert '"InlineSpillFailed":[1.0]' in capsys.readouterr().out
+
+
+def test_a_run_that_fails_in_offloads_own_code_is_handed_to_the_cpu_lane(
+    settings: Settings, drain: Callable[[str], list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Attempt) -> None:
+        raise RuntimeError("a bug in offload, as the test asks")
+
+    monkeypatch.setattr(Attempt, "begin", broken)
+    (job,) = run_all(settings, [{"n": 1}])
+    assert job.status is JobStatus.PENDING
+    assert spilled(drain) == {job.job_id: {"payload": {"n": 1}, "attempt": 1}}
