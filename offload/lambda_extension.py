@@ -15,13 +15,17 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 _API = "/2020-01-01/extension"
+# Tries of a `next` call that failed to connect before the environment is given up.
+NEXT_ATTEMPTS = 3
 
 
 class ExtensionError(RuntimeError):
@@ -66,17 +70,50 @@ class InternalExtension:
     def _loop(self) -> None:
         assert self.identifier is not None
         headers = {"Lambda-Extension-Identifier": self.identifier}
+        failures = 0
         while True:
-            # Blocks until the next invocation; Lambda may freeze the process meanwhile.
-            status, _, body = self._call("GET", f"{_API}/event/next", None, headers)
+            try:
+                # Blocks until the next invocation; Lambda may freeze the process meanwhile.
+                status, _, body = self._call("GET", f"{_API}/event/next", None, headers)
+            except (OSError, http.client.HTTPException) as exc:
+                failures += 1
+                if failures >= NEXT_ATTEMPTS:
+                    self._give_up(f"the Extensions API is unreachable: {exc}")
+                    return
+                time.sleep(0.1 * failures)
+                continue
+            failures = 0
             if status != 200:
-                log.error("extension %s: next event refused: %s %r", self.name, status, body)
+                self._give_up(f"next event refused: {status} {body!r}")
                 return
-            event = json.loads(body)
-            if event.get("eventType") == "INVOKE":
-                self.on_invoke(event)
-            elif event.get("eventType") == "SHUTDOWN":
-                return
+            try:
+                event = json.loads(body)
+                kind = event.get("eventType")
+                if kind == "INVOKE":
+                    self.on_invoke(event)
+                elif kind == "SHUTDOWN":
+                    return
+            except Exception:
+                # One bad event must not end the loop: every later invocation would then be
+                # held to its timeout. Ask for the next one.
+                log.exception("extension %s: event %r not handled", self.name, body[:200])
+
+    def _give_up(self, why: str) -> None:
+        """Without this thread every invocation would hang to its timeout: end the
+        environment instead, so that Lambda starts a fresh one."""
+        log.critical("extension %s: %s; ending this execution environment", self.name, why)
+        try:
+            self._call(
+                "POST",
+                f"{_API}/exit/error",
+                {"errorMessage": why, "errorType": "Extension.EventLoopFailed"},
+                {
+                    "Lambda-Extension-Identifier": self.identifier or "",
+                    "Lambda-Extension-Function-Error-Type": "Extension.EventLoopFailed",
+                },
+            )
+        finally:
+            os._exit(1)
 
     def _call(
         self, method: str, path: str, body: Any, headers: Mapping[str, str]

@@ -261,3 +261,14 @@ def test_stop_fails_what_is_pending_kills_the_process_and_can_repeat(
         with pytest.raises(InvocationError) as error:
             invocation.wait_complete(1)
         assert error.value.error_type == "Emulator.Stopped"
+
+
+def test_offloads_extension_survives_a_failing_event_handler(make_emulator: MakeEmulator) -> None:
+    emulator = make_emulator("flaky_extension", timeout_s=5)
+    emulator.start()
+    assert emulator.extensions == ["flaky"]
+    for _ in range(3):
+        invocation = emulator.invoke({})
+        invocation.wait_complete(5)  # TimeoutError here if the extension's loop had died
+        assert not invocation.timed_out
+    assert "on_invoke failed, as this test asks" in emulator.output()
