@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         default=settings.worker_concurrency,
         help="pool processes (default: cores for cpu, 1 for gpu)",
     )
-    worker.add_argument("--loglevel", default="INFO")
+    worker.add_argument("--loglevel", default=settings.log_level)
     worker.set_defaults(run=_worker)
 
     submit = sub.add_parser("submit", help="submit a job: offload submit TASK JSON [--wait]")
@@ -147,10 +147,22 @@ def _api(args: argparse.Namespace) -> int:
     from offload import logs
 
     settings = get_settings()
+    if settings.auth is None and not _loopback(args.host):
+        print(
+            f"offload api: serving on {args.host} with no OFFLOAD_AUTH would show every job to "
+            "anyone who can reach it. Set OFFLOAD_AUTH=tokens (with OFFLOAD_API_TOKENS), or "
+            "OFFLOAD_AUTH=none to serve openly on purpose.",
+            file=sys.stderr,
+        )
+        return 2
     logs.configure("offload-api", settings.log_level)
     # No uvicorn logging config: its loggers propagate to the root's JSON lines too.
     uvicorn.run("functions.api.main:app", host=args.host, port=args.port, log_config=None)
     return 0
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _worker(args: argparse.Namespace) -> int:

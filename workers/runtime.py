@@ -112,7 +112,7 @@ class Runtime:
             task=spec.name,
             task_id=job_id,
             kwargs={"payload": payload, "attempt": outcome.attempt},
-            routing_key=spec.lane,
+            routing_key=queue_lane(spec),
         )
         try:
             bury(
