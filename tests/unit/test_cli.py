@@ -68,3 +68,15 @@ def test_make_dev_passes_behaviour_settings_but_never_locations(
     passed = passed_settings()
     assert passed["OFFLOAD_AUTH"] == "tokens" and passed["offload_api_tokens"] == "t=alice"
     assert "OFFLOAD_CPU_QUEUE_URL" not in passed and "OFFLOAD_AWS_ENDPOINT_URL" not in passed
+
+
+def test_api_refuses_to_serve_openly_beyond_loopback_unless_told(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OFFLOAD_AUTH", raising=False)
+    get_settings.cache_clear()
+    try:
+        assert main(["api", "--host", "0.0.0.0", "--port", "1"]) == 2
+    finally:
+        get_settings.cache_clear()
+    assert "OFFLOAD_AUTH" in capsys.readouterr().err
