@@ -50,6 +50,11 @@ async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
     message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+    content_type = request.headers.get("content-type", "")
+    body_unread = any(tuple(e["loc"]) == ("body",) for e in exc.errors())
+    if body_unread and request.method in ("POST", "PUT", "PATCH") and "json" not in content_type:
+        # FastAPI reads a body as JSON only when it is declared so (`curl -d` sends a form).
+        message = f"send the body as JSON with Content-Type: application/json ({message})"
     return error_response(422, "invalid_request", message, details)
 
 

@@ -276,3 +276,18 @@ def test_an_idempotent_retry_repairs_a_job_whose_send_and_discard_both_failed(
         assert retried.json()["job_id"] == orphan["job_id"]
     (body,) = drain("cpu")
     assert celery_protocol.decode(body)["id"] == orphan["job_id"]
+
+
+def test_a_form_body_is_told_to_be_json(client: TestClient) -> None:
+    # What `curl -d '{...}'` sends without -H 'content-type: application/json'.
+    response = client.post(
+        "/jobs",
+        content=b'{"task": "diag.echo", "payload": {}}',
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 422
+    assert "Content-Type: application/json" in response.json()["error"]["message"]
+    # A JSON body that is merely wrong keeps its plain message.
+    response = client.post("/jobs", json={"payload": {}})
+    assert response.status_code == 422
+    assert "Content-Type" not in response.json()["error"]["message"]

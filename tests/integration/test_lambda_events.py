@@ -118,7 +118,9 @@ def test_a_json_body_without_a_content_type_is_422_in_our_error_shape(api: Api) 
     # FastAPI reads a body as JSON only when its content-type says so (strict_content_type).
     event = sample_event("http-api-proxy-post-jobs")
     event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = "alice"
-    assert error_of(api.invoke(event), 422)["type"] == "invalid_request"
+    error = error_of(api.invoke(event), 422)
+    assert error["type"] == "invalid_request"
+    assert error["message"].startswith("send the body as JSON with Content-Type: application/json")
     assert response_json(api.call("GET", "/jobs", "alice"))["jobs"] == []
 
 
