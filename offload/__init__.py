@@ -7,13 +7,14 @@ Celery, no model is touched until used.
 
 from __future__ import annotations
 
-from offload.catalog import CATALOG, Catalog, TaskSpec, task
+from offload.catalog import CATALOG, Batch, Catalog, TaskSpec, task
 from offload.context import JobContext
 from offload.errors import PermanentFailure
 from offload.job import Job, JobStatus
 from offload.settings import Settings, get_settings
 
 __all__ = [
+    "Batch",
     "CATALOG",
     "Catalog",
     "Job",

@@ -21,7 +21,25 @@ INLINE_MAX_TIMEOUT_S = 15.0
 MAX_BACKOFF_S = 12 * 3600.0
 
 TaskFn = Callable[[Any, "JobContext"], Any]
-F = TypeVar("F", bound=TaskFn)
+F = TypeVar("F", bound=Callable[..., Any])
+# A batched task takes the payloads and contexts of several jobs and returns one result per
+# job, in order; an exception in the list fails that job alone.
+BatchFn = Callable[[list[Any], list["JobContext"]], list[Any]]
+# Largest batch and longest wait a task may declare: beyond them a batch is a job of its own.
+MAX_BATCH_SIZE = 256
+MAX_BATCH_WAIT_MS = 1000.0
+
+
+@dataclass(frozen=True)
+class Batch:
+    """How a queue-lane task's jobs are gathered into one call (one forward pass).
+
+    :param max_size: at most this many jobs per call.
+    :param max_wait_ms: a worker holding fewer waits at most this long for more.
+    """
+
+    max_size: int = 16
+    max_wait_ms: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -31,12 +49,25 @@ class TaskSpec:
     name: str
     lane: Lane
     payload: type[BaseModel]
-    fn: TaskFn
+    fn: Callable[..., Any]  # TaskFn, or BatchFn when `batch` is set
     max_attempts: int
     timeout_s: float
     backoff_s: float
     backoff_max_s: float
     description: str
+    # Set for batched tasks: `fn` then takes lists (BatchFn).
+    batch: Batch | None = None
+    # Run once in each worker process before it takes messages (load a model).
+    warmup: Callable[[], Any] | None = None
+
+    def call(self, payload: BaseModel, ctx: JobContext) -> Any:
+        """Run the task for one job (a batched task as a batch of one)."""
+        if self.batch is None:
+            return self.fn(payload, ctx)
+        (result,) = self.fn([payload], [ctx])
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     def parse(self, payload: Any) -> BaseModel:
         """Validate a raw payload; `InvalidPayload` names each bad field."""
@@ -60,6 +91,9 @@ class TaskSpec:
             "timeout_s": self.timeout_s,
             "backoff_s": self.backoff_s,
             "backoff_max_s": self.backoff_max_s,
+            "batch": None
+            if self.batch is None
+            else {"max_size": self.batch.max_size, "max_wait_ms": self.batch.max_wait_ms},
         }
 
 
@@ -102,8 +136,14 @@ class Catalog:
         timeout_s: float = 60.0,
         backoff_s: float = 2.0,
         backoff_max_s: float = 600.0,
+        batch: Batch | None = None,
+        warmup: Callable[[], Any] | None = None,
     ) -> Callable[[F], F]:
-        """Declare the decorated function as task `name` (see `offload.task`)."""
+        """Declare the decorated function as task `name` (see `offload.task`).
+
+        With `batch`, the function takes a list of payloads and a list of contexts and
+        returns a list of results (an exception in it fails that job alone); workers gather
+        jobs that arrive together into one call."""
 
         def register(fn: F) -> F:
             spec = declare(
@@ -115,6 +155,8 @@ class Catalog:
                 timeout_s=timeout_s,
                 backoff_s=backoff_s,
                 backoff_max_s=backoff_max_s,
+                batch=batch,
+                warmup=warmup,
             )
             self.add(spec)
             return fn
@@ -124,7 +166,7 @@ class Catalog:
 
 def declare(
     name: str,
-    fn: TaskFn,
+    fn: Callable[..., Any],
     *,
     lane: Lane,
     payload: type[BaseModel],
@@ -132,6 +174,8 @@ def declare(
     timeout_s: float,
     backoff_s: float,
     backoff_max_s: float,
+    batch: Batch | None = None,
+    warmup: Callable[[], Any] | None = None,
 ) -> TaskSpec:
     """Check a declaration and build its spec; every mistake is refused here, at import."""
     if not name or name != name.strip() or len(name) > 128:
@@ -159,6 +203,22 @@ def declare(
             f"(declared timeout_s={timeout_s:g}). Inline work runs inside the API after the "
             "response; declare lane='cpu' or lane='gpu' so it runs durably on a queue."
         )
+    if batch is not None:
+        if lane not in ("cpu", "gpu"):
+            raise TaskDeclarationError(
+                f"task {name!r}: only cpu and gpu tasks are batched (workers gather their "
+                f"messages); lane {lane!r} runs jobs one by one"
+            )
+        if not 1 <= batch.max_size <= MAX_BATCH_SIZE:
+            raise TaskDeclarationError(
+                f"task {name!r}: batch max_size must be 1 to {MAX_BATCH_SIZE}"
+            )
+        if not 0 <= batch.max_wait_ms <= MAX_BATCH_WAIT_MS:
+            raise TaskDeclarationError(
+                f"task {name!r}: batch max_wait_ms must be 0 to {MAX_BATCH_WAIT_MS:g}"
+            )
+    if warmup is not None and not callable(warmup):
+        raise TaskDeclarationError(f"task {name!r}: warmup must be callable")
     doc = (fn.__doc__ or "").strip().splitlines()
     return TaskSpec(
         name=name,
@@ -170,6 +230,8 @@ def declare(
         backoff_s=float(backoff_s),
         backoff_max_s=float(backoff_max_s),
         description=doc[0] if doc else "",
+        batch=batch,
+        warmup=warmup,
     )
 
 

@@ -156,7 +156,7 @@ class Attempt:
         with self.logged():
             self._started = time.monotonic()
             payload = self.spec.parse(self.payload)
-            result = self.spec.fn(payload, self.context)
+            result = self.spec.call(payload, self.context)
             return to_json(result, self.store.settings.max_result_bytes)
 
     def succeeded(self, result: Any) -> Outcome:
