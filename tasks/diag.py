@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from offload import JobContext, task
+from offload import Batch, JobContext, task
 
 
 class Echo(BaseModel):
@@ -119,3 +120,28 @@ def flaky(payload: Flaky, ctx: JobContext) -> dict[str, int]:
     if made <= payload.fail_times:
         raise FlakyError(f"planned failure {made} of {payload.fail_times}")
     return {"attempt": ctx.attempt}
+
+
+class Shout(BaseModel):
+    """A word to upper-case in a batch."""
+
+    word: str = Field(min_length=1, max_length=100)
+    fail: bool = Field(default=False, description="break the whole batch call (how tests do)")
+
+
+@task(
+    "diag.shout",
+    lane="cpu",
+    payload=Shout,
+    max_attempts=1,
+    timeout_s=30,
+    batch=Batch(max_size=8, max_wait_ms=300),
+)
+def shout(payloads: list[Shout], ctxs: list[JobContext]) -> list[dict[str, Any]]:
+    """Upper-case words, gathered in batches on a cpu worker (shows batching at work)."""
+    failing = [p.word for p in payloads if p.fail]
+    if failing:
+        raise ValueError(f"diag.shout was asked to fail on {failing}")
+    return [
+        {"word": p.word.upper(), "batch_size": len(payloads), "pid": os.getpid()} for p in payloads
+    ]

@@ -21,6 +21,7 @@ from offload.catalog import Catalog, TaskSpec
 from offload.errors import AwsUnavailable
 from offload.queues import queue_lane
 from offload.settings import QueueLane, Settings, get_settings
+from workers import warmup
 from workers.heartbeat import Heartbeat, lease_owner
 from workers.runtime import runtime_for
 
@@ -82,7 +83,9 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     for spec in catalog:
         _register(app, spec, settings)
     _beat_while_running(app, settings)
+    warmup.prepare(app, catalog)
     app.offload_settings = settings  # the consumer dead-letters to this app's queues
+    app.offload_catalog = catalog
     return app
 
 
@@ -136,7 +139,9 @@ def _register(app: Celery, spec: TaskSpec, settings: Settings) -> None:
 
     run.__name__ = run.__qualname__ = spec.name.replace(".", "_")
     run.__doc__ = spec.description
+    batched = {} if spec.batch is None else {"Strategy": "workers.batching:batch_strategy"}
     task = app.task(
+        **batched,
         name=spec.name,
         bind=True,
         shared=False,  # each app (tests make several) registers its own

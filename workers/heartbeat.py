@@ -160,8 +160,14 @@ class Heartbeat:
                 "job %s: cancellation not recorded (%s); trying next round", request.id, exc
             )
             return
-        log.info("job %s cancelled while running: stopping its task", request.id)
         self._held.discard(request.id)
+        spec = getattr(request.task, "offload_spec", None)
+        if spec is not None and spec.batch is not None:
+            # Its process runs other jobs' batch too: let the call end; the job's result is
+            # refused, since the job is REVOKED now.
+            log.info("job %s cancelled while its batch runs: result will be dropped", request.id)
+            return
+        log.info("job %s cancelled while running: stopping its task", request.id)
         request.terminate(self.pool, signal="SIGKILL")
 
     def _lost(self, request: Any, owner: str, conflict: JobStateConflict) -> None:

@@ -50,6 +50,15 @@ class Runtime:
         outcome = Attempt(
             self.store, spec, job_id, attempt, payload, owner=owner, lease_s=settings.lease_s
         ).run()
+        self.settle(spec, job_id, payload, attempt, outcome)
+        return outcome
+
+    def settle(
+        self, spec: TaskSpec, job_id: str, payload: Any, attempt: int, outcome: Outcome
+    ) -> None:
+        """What follows a delivery's outcome: dead-letter a failure, queue a retry or a wait.
+
+        `AwsUnavailable` when a retry could not be queued (keep the message then)."""
         log.info(
             "job %s (%s) delivery of attempt %d: %s",
             job_id,
@@ -74,7 +83,6 @@ class Runtime:
                 # it runs the next attempt itself.
                 log.error("job %s: retry %d could not be queued", job_id, outcome.attempt + 1)
                 raise
-        return outcome
 
     def time_limit_exceeded(self, spec: TaskSpec, job_id: str, owner: str, limit_s: float) -> None:
         """Record that the hard time limit ended `owner`'s attempt (from the main process).
