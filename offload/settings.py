@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     # The queues' visibility timeout (template.yaml). Short, so that a dead worker's job is
     # delivered again soon; the heartbeat extends it, and the lease, while a job runs.
     queue_visibility_timeout_s: int = Field(default=60, ge=3, le=43200)
+    # How long a worker's processes may take to load their models before it gives up.
+    worker_warmup_timeout_s: float = Field(default=600.0, gt=0)
     # Long-poll time of a worker's SQS receive.
     worker_wait_time_s: int = Field(default=10, ge=0, le=20)
 

@@ -14,6 +14,7 @@ from celery.worker.consumer import Consumer
 
 from offload.dlq import bury
 from offload.settings import QueueLane, Settings, get_settings
+from workers import warmup
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,15 @@ LANES: tuple[QueueLane, ...] = ("cpu", "gpu")
 
 
 class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
-    """Celery's consumer, with invalid and unknown messages sent to the DLQ."""
+    """Celery's consumer, with invalid and unknown messages sent to the DLQ; it takes
+    messages only once the pool processes have warmed up (`workers.warmup`)."""
+
+    def start(self) -> None:
+        """Wait for the models, then consume."""
+        settings = _settings_of(self.app)
+        catalog = getattr(self.app, "offload_catalog", None)
+        warmup.wait_until_warm(self.app, self.pool, catalog, settings.worker_warmup_timeout_s)
+        super().start()
 
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         """The body could not be decoded (not JSON, wrong encoding)."""
