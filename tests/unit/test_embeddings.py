@@ -56,22 +56,38 @@ def test_the_same_text_gives_the_same_vector(embedder: Embedder) -> None:
 
 
 def test_the_task_reports_model_and_dimension(embedder: Embedder) -> None:
-    class FakeContext:
-        job_id = "job-1"
-        attempt = 1
-
-        def __init__(self) -> None:
-            self.percents: list[float] = []
-
-        def progress(self, percent: float, message: str = "") -> None:
-            self.percents.append(percent)
-
-    ctx = FakeContext()
-    result = embed(Embed(texts=["one", "two"]), cast(JobContext, ctx))
+    (result,) = embed([Embed(texts=["one", "two"])], [cast(JobContext, None)])
     assert result.model == "all-MiniLM-L6-v2"
     assert result.dim == 384
     assert result.vectors == embedder(["one", "two"])
-    assert ctx.percents[-1] == 100
+
+
+JOBS = [
+    ["A man is playing a guitar."],
+    ["Short.", "A considerably longer sentence, padded against the short one in a batch."],
+    ["Ünïcödé and 汉字 too.", "x", "The stock market fell sharply today."],
+    ["Deterministic, please."] * 4,
+]
+
+
+def test_a_batch_of_jobs_is_one_forward_pass_with_the_one_at_a_time_results(
+    embedder: Embedder,
+) -> None:
+    from tasks import embeddings
+
+    payloads = [Embed(texts=texts) for texts in JOBS]
+    nobody = [cast(JobContext, None)] * len(payloads)
+    before = embeddings.forward_passes
+    together = embed(payloads, nobody)
+    assert embeddings.forward_passes - before == 1  # four jobs, one pass
+    before = embeddings.forward_passes
+    alone = [embed([payload], nobody[:1])[0] for payload in payloads]
+    assert embeddings.forward_passes - before == len(payloads)
+    for batched, single in zip(together, alone, strict=True):
+        assert len(batched.vectors) == len(single.vectors)
+        for a, b in zip(batched.vectors, single.vectors, strict=True):
+            # Padding beside longer texts changes float rounding only (masked attention).
+            assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-5
 
 
 @pytest.mark.parametrize(
