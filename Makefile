@@ -34,9 +34,11 @@ soak: $(STAMP)
 package: $(STAMP)
 	$(BIN)/python -m infra.package
 
-# Cold start: importing the API handler against a bare FastAPI + Mangum app (BENCHMARKS.md).
+# The figures in BENCHMARKS.md: the API handler's cold start against a bare FastAPI + Mangum
+# app, and embedding throughput with batched jobs against one job per forward pass.
 bench: $(STAMP)
 	$(BIN)/python -m bench.cold_start
+	$(BIN)/python -m bench.embeddings
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
