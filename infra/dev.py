@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from infra.llm_local import LocalLlm
 from infra.local_stack import Clients, provision, wait_for_endpoint
 from offload.settings import QueueLane, Settings
 
@@ -77,6 +78,8 @@ class LocalSystem:
     extra_env: dict[str, str] = field(default_factory=dict)
     children: list[Child] = field(default_factory=list)
     _workers_started: int = field(default=0, init=False)
+    # The local stand-in for a generation endpoint, unless OFFLOAD_LLM_BASE_URL names one.
+    llm: LocalLlm | None = field(default=None, init=False)
 
     @property
     def aws_url(self) -> str:
@@ -102,6 +105,8 @@ class LocalSystem:
     def env(self) -> dict[str, str]:
         """The environment of the children: only the endpoint is needed, names are defaults."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("OFFLOAD_")}
+        if self.llm is not None:
+            env["OFFLOAD_LLM_BASE_URL"] = self.llm.base_url
         env.update(
             OFFLOAD_AWS_ENDPOINT_URL=self.aws_url,
             OFFLOAD_API_HOST=self.host,
@@ -118,6 +123,8 @@ class LocalSystem:
     def start(self, timeout_s: float = 60.0) -> None:
         """Start everything and return once the API answers; stops all on failure."""
         try:
+            if "OFFLOAD_LLM_BASE_URL" not in self.extra_env:
+                self.llm = LocalLlm().start()
             self._spawn(
                 "aws",
                 [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.aws_port)],
@@ -183,6 +190,9 @@ class LocalSystem:
 
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop every child: SIGTERM to its process group, then SIGKILL after `grace_s`."""
+        if self.llm is not None:
+            self.llm.stop()
+            self.llm = None
         for child in reversed(self.children):
             _signal_group(child.process, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
@@ -331,6 +341,12 @@ def _auth_hint(system: LocalSystem) -> str:
     return "none: every request is the `local` caller (OFFLOAD_AUTH=tokens switches tokens on)"
 
 
+def _llm_hint(system: LocalSystem) -> str:
+    if system.llm is not None:
+        return f"{system.llm.base_url} (a local extractive stand-in, not a model)"
+    return system.extra_env.get("OFFLOAD_LLM_BASE_URL", "none")
+
+
 def _banner(system: LocalSystem) -> str:
     api = system.api_url
     return f"""
@@ -340,6 +356,7 @@ offload is up.
                  its request log: {system.aws_log}
   workers        {", ".join(system.lanes)} (Celery on SQS)
   callers        {_auth_hint(system)}
+  generation     {_llm_hint(system)}
 
 Try:
   curl -s -X POST {api}/jobs -H 'content-type: application/json' \\

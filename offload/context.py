@@ -25,6 +25,8 @@ class JobContext:
     store: JobStore = field(repr=False)
     # Attempts the job made in earlier runs, before an operator replayed it.
     previous_attempts: int = 0
+    # Whose job it is (known once claimed): what the job makes for its caller, it keeps apart.
+    caller: str = "local"
 
     def progress(self, percent: float, message: str = "") -> None:
         """Report how far the task has come; clients see it at `GET /jobs/{id}`.
@@ -47,6 +49,22 @@ class JobContext:
     def prefix(self) -> str:
         """The S3 key prefix that belongs to this job."""
         return f"jobs/{self.job_id}/"
+
+    def get_artifact(self, name: str) -> bytes | None:
+        """A file an earlier attempt stored under the job's prefix; None if there is none."""
+        from botocore.exceptions import ClientError
+
+        with aws.unavailable_as("S3"):
+            try:
+                response = aws.s3(self.settings).get_object(
+                    Bucket=self.settings.bucket_name(), Key=self.prefix + name
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    return None
+                raise
+            body: bytes = response["Body"].read()
+            return body
 
     def put_artifact(self, name: str, body: bytes, content_type: str) -> str:
         """Store `body` under the job's prefix in the results bucket; returns its `s3://` URI."""

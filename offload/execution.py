@@ -142,6 +142,7 @@ class Attempt:
             self.attempt = self.context.attempt = claimed.attempt
             if claimed.job is not None:
                 self.context.previous_attempts = sum(run.attempts for run in claimed.job.history)
+                self.context.caller = claimed.job.caller
         else:
             log.warning(
                 "job %s, delivery of attempt %d: %s (%s)",

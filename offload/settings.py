@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     # The bearer token the CLI sends.
     api_token: str | None = Field(default=None, repr=False)
 
+    # Text generation (rag.answer's last step): an OpenAI-compatible endpoint, e.g.
+    # https://api.openai.com/v1, a vLLM or TGI server, or `offload dev`'s local stand-in.
+    llm_base_url: str | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_api_key: str | None = Field(default=None, repr=False)
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+
     # Level of the JSON log lines of the API and the workers.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Final, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from offload import Batch, JobContext, task
+from tasks import vector_index
+from tasks.text import CHUNK_CHARS, chunk
+from tasks.vector_index import Chunk
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -100,3 +104,69 @@ def embed_texts(texts: list[str]) -> list[list[float]]:
     # float32 carries about seven significant digits; printing float64's seventeen would only
     # fatten the stored result, and seven decimals keep cosine scores good to about 1e-6.
     return [[round(float(x), 7) for x in row] for row in matrix.tolist()]
+
+
+# What an index may be called: it names an S3 folder and appears in URLs.
+IndexName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
+
+
+class Document(BaseModel):
+    """A document to index."""
+
+    id: str = Field(min_length=1, max_length=200, description="your id for it, unique here")
+    text: str = Field(min_length=1, description="its text, chunked at paragraph breaks")
+
+
+class BuildIndex(BaseModel):
+    """A set of documents to make into a named, searchable index."""
+
+    name: IndexName = Field(description="the index's name (a-z, 0-9, . _ -); rebuilt if it exists")
+    documents: list[Document] = Field(min_length=1, max_length=1000)
+    chunk_chars: int = Field(default=CHUNK_CHARS, ge=200, le=4000)
+
+    @model_validator(mode="after")
+    def _ids_unique(self) -> BuildIndex:
+        counts = Counter(d.id for d in self.documents)
+        repeated = sorted(doc_id for doc_id, n in counts.items() if n > 1)
+        if repeated:
+            raise ValueError(f"document ids repeat: {repeated[:5]}")
+        return self
+
+
+class IndexResult(BaseModel):
+    """The index a job built."""
+
+    name: str
+    uri: str = Field(description="its manifest in S3")
+    documents: int
+    chunks: int
+    model: str = MODEL_NAME
+    dim: int = DIM
+
+
+@task(
+    "embeddings.index",
+    lane="gpu",
+    payload=BuildIndex,
+    max_attempts=3,
+    timeout_s=1800,
+    warmup=load_model,
+)
+def build_index(payload: BuildIndex, ctx: JobContext) -> IndexResult:
+    """Chunk and embed documents into a vector index in S3, for rag.answer to search."""
+    chunks = [
+        Chunk(doc.id, n, text)
+        for doc in payload.documents
+        for n, text in enumerate(chunk(doc.text, payload.chunk_chars))
+    ]
+    vectors: list[list[float]] = []
+    for start in range(0, len(chunks), FORWARD_BATCH):
+        vectors += embed_texts([c.text for c in chunks[start : start + FORWARD_BATCH]])
+        done = min(len(chunks), start + FORWARD_BATCH)
+        ctx.progress(90 * done / len(chunks), f"embedded {done} of {len(chunks)} chunks")
+    uri = vector_index.save(
+        ctx.settings, ctx.caller, payload.name, MODEL_NAME, chunks, vectors, ctx.job_id
+    )
+    return IndexResult(
+        name=payload.name, uri=uri, documents=len(payload.documents), chunks=len(chunks)
+    )

@@ -16,10 +16,10 @@ from pydantic import BaseModel, Field
 
 from offload import aws
 from offload.fastapi import JobsDep, OffloadDep
+from tasks.text import CHUNK_CHARS, chunk
 
 router = APIRouter(tags=["documents"])
 
-CHUNK_CHARS = 1000
 MAX_CHUNKS = 32  # what one `embeddings.embed` job takes
 
 
@@ -44,25 +44,6 @@ class DocumentAccepted(BaseModel):
     uri: str
     chunks: int
     jobs: DocumentJobs
-
-
-def chunk(text: str, size: int = CHUNK_CHARS) -> list[str]:
-    """Paragraphs packed into chunks of at most `size` characters (long ones split)."""
-    chunks: list[str] = []
-    current = ""
-    for paragraph in (p.strip() for p in text.split("\n\n")):
-        while len(paragraph) > size:
-            chunks.append(paragraph[:size])
-            paragraph = paragraph[size:]
-        if not paragraph:
-            continue
-        if current and len(current) + 2 + len(paragraph) > size:
-            chunks.append(current)
-            current = ""
-        current = f"{current}\n\n{paragraph}" if current else paragraph
-    if current:
-        chunks.append(current)
-    return chunks
 
 
 @router.post("/documents", status_code=202, response_model=DocumentAccepted)

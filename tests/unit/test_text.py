@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from functions.api.routes.documents import chunk
+from tasks.text import chunk
 
 
 def test_paragraphs_are_packed_up_to_the_size() -> None:

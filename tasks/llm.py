@@ -1,0 +1,100 @@
+"""Text generation through an OpenAI-compatible chat completions endpoint.
+
+Plain HTTP (`urllib`): any server that speaks `POST {base}/chat/completions` works (OpenAI,
+vLLM, TGI, Ollama, a SageMaker endpoint behind a gateway), and no SDK lands in the workers.
+Transient failures (unreachable, timeouts, 429, 5xx) are retried a few times within the
+step; what no retry fixes (400, 401, 404: a wrong model, key or URL) fails at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from offload import PermanentFailure, Settings
+
+log = logging.getLogger(__name__)
+
+# Tries of one generation call, and the pause before each retry.
+RETRY_PAUSES_S = (1.0, 3.0)
+
+
+class GenerationUnavailable(RuntimeError):
+    """The endpoint did not answer usefully; a later attempt may succeed."""
+
+
+class GenerationRefused(PermanentFailure):
+    """The endpoint refused the request as wrong; no retry will fix it."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A generated answer and the model that wrote it."""
+
+    text: str
+    model: str
+    usage: dict[str, Any]
+
+
+def chat(
+    settings: Settings,
+    messages: list[dict[str, str]],
+    *,
+    max_tokens: int = 512,
+    temperature: float = 0.0,
+) -> Completion:
+    """One chat completion, retried on transient failures."""
+    if not settings.llm_base_url:
+        raise GenerationRefused(
+            "no generation endpoint: set OFFLOAD_LLM_BASE_URL (an OpenAI-compatible /v1 URL)"
+        )
+    body = {
+        "model": settings.llm_model,
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+    }
+    for pause_s in (*RETRY_PAUSES_S, None):
+        try:
+            return _call(settings, body)
+        except GenerationUnavailable as exc:
+            if pause_s is None:
+                raise
+            log.warning("generation failed (%s); again in %g s", exc, pause_s)
+            time.sleep(pause_s)
+    raise AssertionError("unreachable")
+
+
+def _call(settings: Settings, body: dict[str, Any]) -> Completion:
+    assert settings.llm_base_url is not None
+    headers = {"content-type": "application/json"}
+    if settings.llm_api_key:
+        headers["authorization"] = f"Bearer {settings.llm_api_key}"
+    request = urllib.request.Request(
+        settings.llm_base_url.rstrip("/") + "/chat/completions",
+        data=json.dumps(body).encode(),
+        headers=headers,
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=settings.llm_timeout_s) as response:
+            data = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read()[:500].decode(errors="replace")
+        if exc.code == 429 or exc.code >= 500:
+            raise GenerationUnavailable(f"{exc.code} from the endpoint: {detail}") from None
+        raise GenerationRefused(f"the endpoint refused the request: {exc.code} {detail}") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        raise GenerationUnavailable(f"endpoint unreachable: {exc}") from None
+    except ValueError as exc:
+        raise GenerationUnavailable(f"the endpoint's answer is not JSON: {exc}") from None
+    try:
+        text = data["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise GenerationUnavailable(f"no choices in the endpoint's answer: {data!r:.300}") from None
+    return Completion(str(text), str(data.get("model", body["model"])), data.get("usage") or {})
