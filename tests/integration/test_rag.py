@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,6 +54,9 @@ def run(settings: Settings, task: str, payload: Any, caller: str = "alice", **jo
     attempt = 1
     while True:
         outcome: Outcome = Attempt(store, spec, job_id, attempt, payload, owner="w/1").run()
+        if outcome.wait_s is not None:
+            time.sleep(outcome.wait_s)  # the retry's backoff is not over: as a worker waits
+            continue
         if outcome.retry_in_s is None:
             return store.get(job_id)
         attempt = outcome.attempt + 1
