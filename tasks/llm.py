@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +69,10 @@ def chat(
 
 
 def _call(settings: Settings, body: dict[str, Any]) -> Completion:
+    # Imported here: the API imports every task module, and its cold start is budgeted.
+    import urllib.error
+    import urllib.request
+
     assert settings.llm_base_url is not None
     headers = {"content-type": "application/json"}
     if settings.llm_api_key:
