@@ -79,6 +79,16 @@ def s3(settings: Settings | None = None) -> S3Client:
     return client
 
 
+def sagemaker_runtime(settings: Settings | None = None) -> Any:
+    """The SageMaker runtime client (boto3's, never the sagemaker SDK)."""
+    return _cached("sagemaker-runtime", settings or get_settings())
+
+
+def sns(settings: Settings | None = None) -> Any:
+    """The SNS client for `settings`."""
+    return _cached("sns", settings or get_settings())
+
+
 def clear_clients() -> None:
     """Forget cached clients (tests switch endpoints between cases)."""
     _cached.cache_clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -59,6 +60,9 @@ class TaskSpec:
     batch: Batch | None = None
     # Run once in each worker process before it takes messages (load a model).
     warmup: Callable[[], Any] | None = None
+    # sagemaker lane: the endpoint's name after the stack's (`<stack>-<endpoint>`). `fn` then
+    # builds the request body the endpoint receives from the payload.
+    endpoint: str | None = None
 
     def call(self, payload: BaseModel, ctx: JobContext) -> Any:
         """Run the task for one job (a batched task as a batch of one)."""
@@ -94,6 +98,7 @@ class TaskSpec:
             "batch": None
             if self.batch is None
             else {"max_size": self.batch.max_size, "max_wait_ms": self.batch.max_wait_ms},
+            "endpoint": self.endpoint,
         }
 
 
@@ -138,6 +143,7 @@ class Catalog:
         backoff_max_s: float = 600.0,
         batch: Batch | None = None,
         warmup: Callable[[], Any] | None = None,
+        endpoint: str | None = None,
     ) -> Callable[[F], F]:
         """Declare the decorated function as task `name` (see `offload.task`).
 
@@ -157,6 +163,7 @@ class Catalog:
                 backoff_max_s=backoff_max_s,
                 batch=batch,
                 warmup=warmup,
+                endpoint=endpoint,
             )
             self.add(spec)
             return fn
@@ -176,14 +183,22 @@ def declare(
     backoff_max_s: float,
     batch: Batch | None = None,
     warmup: Callable[[], Any] | None = None,
+    endpoint: str | None = None,
 ) -> TaskSpec:
     """Check a declaration and build its spec; every mistake is refused here, at import."""
     if not name or name != name.strip() or len(name) > 128:
         raise TaskDeclarationError(f"task name {name!r} must be 1-128 characters, no spaces")
     if lane not in LANES:
         raise TaskDeclarationError(f"task {name!r}: unknown lane {lane!r}; lanes are {LANES}")
-    if lane == "sagemaker":
-        raise TaskDeclarationError(f"task {name!r}: the sagemaker lane is not available yet")
+    if (lane == "sagemaker") != (endpoint is not None):
+        raise TaskDeclarationError(
+            f"task {name!r}: a sagemaker task names its endpoint (endpoint=...), and only "
+            "a sagemaker task does"
+        )
+    if endpoint is not None and not _ENDPOINT.fullmatch(endpoint):
+        raise TaskDeclarationError(
+            f"task {name!r}: endpoint {endpoint!r} must be 1-40 letters, digits or hyphens"
+        )
     if not (isinstance(payload, type) and issubclass(payload, BaseModel)):
         raise TaskDeclarationError(f"task {name!r}: payload must be a pydantic model class")
     if max_attempts < 1:
@@ -232,8 +247,12 @@ def declare(
         description=doc[0] if doc else "",
         batch=batch,
         warmup=warmup,
+        endpoint=endpoint,
     )
 
+
+# Endpoint names allow 63 characters; this leaves room for the stack's name before it.
+_ENDPOINT = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,39}")
 
 CATALOG = Catalog()
 

@@ -25,6 +25,7 @@ from offload.lambda_inline import LambdaInline, serving
 from offload.logs import request_id_var
 from offload.queues import QueuePublisher
 from offload.request_ids import RequestIdMiddleware
+from offload.sagemaker import SageMakerLane
 from offload.settings import Settings
 from offload.store import JobStore
 
@@ -39,6 +40,7 @@ class Offload:
         self.publisher = QueuePublisher(settings)
         self.dead_letters = DeadLetters(self.store, self.publisher, catalog)
         self.callers = Callers(settings)
+        self.sagemaker = SageMakerLane(settings, self.store, catalog)
         self.inline = self.new_inline_runner()
         self._running: set[asyncio.Task[Any]] = set()
         # On Lambda (`offload.lambda_handler`): inline jobs wait there for the handler's return.
@@ -131,6 +133,7 @@ async def get_jobs(
             defer,
             caller=caller,
             request_id=request_id_var.get(),
+            sagemaker=offload.sagemaker,
         )
     except Exception:
         # The route failed after submitting inline work: its error response carries no

@@ -75,6 +75,10 @@ def to_item(job: Job) -> dict[str, AttributeValueTypeDef]:
         item["request_hash"] = {"S": job.request_hash}
     if job.request_id is not None:
         item["request_id"] = {"S": job.request_id}
+    for name in ("input_location", "output_location", "failure_location"):
+        value = getattr(job, name)
+        if value is not None:
+            item[name] = {"S": value}
     return item
 
 

@@ -117,6 +117,11 @@ class Job(BaseModel):
     request_hash: str | None = Field(default=None, exclude=True)
     # The API request that submitted the job: its log lines and the job's share this id.
     request_id: str | None = Field(default=None, exclude=True)
+    # sagemaker lane: where the current attempt's input is, and where SageMaker will write
+    # its output or its failure.
+    input_location: str | None = Field(default=None, exclude=True)
+    output_location: str | None = Field(default=None, exclude=True)
+    failure_location: str | None = Field(default=None, exclude=True)
 
     def view(self) -> dict[str, Any]:
         """The JSON shape of DESIGN.md's contract."""

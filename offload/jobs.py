@@ -25,6 +25,7 @@ from offload.errors import (
 )
 from offload.job import Job, JobStatus, utcnow
 from offload.queues import QueuePublisher
+from offload.sagemaker import InvokedNotRecorded, SageMakerLane
 from offload.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class Jobs:
     :param defer: schedules an inline job to run after the response.
     :param caller: whose jobs these are.
     :param request_id: the request submitting them (kept on each job, for its logs).
+    :param sagemaker: invokes endpoints for sagemaker-lane jobs.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class Jobs:
         defer: Defer,
         caller: str = "local",
         request_id: str | None = None,
+        sagemaker: SageMakerLane | None = None,
     ) -> None:
         self.catalog = catalog
         self.store = store
@@ -62,6 +65,7 @@ class Jobs:
         self.defer = defer
         self.caller = caller
         self.request_id = request_id
+        self.sagemaker = sagemaker or SageMakerLane(store.settings, store, catalog)
 
     async def submit(
         self,
@@ -179,7 +183,12 @@ class Jobs:
             self.defer(spec, job.job_id, job.payload)
             return
         try:
-            await asyncio.to_thread(self.publisher.send, spec, job.job_id, job.payload)
+            if spec.lane == "sagemaker":
+                await asyncio.to_thread(self.sagemaker.invoke, spec, job, 1)
+            else:
+                await asyncio.to_thread(self.publisher.send, spec, job.job_id, job.payload)
+        except InvokedNotRecorded:
+            raise  # the endpoint has it: keep the job, its notification settles it
         except BaseException:
             # Whatever stopped the send (an outage, a refusal, a cancelled request), the job
             # must not stay PENDING with no message to run it.

@@ -14,7 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from offload import PermanentFailure, Settings
+from pydantic import BaseModel, Field
+
+from offload import JobContext, PermanentFailure, Settings, task
 
 log = logging.getLogger(__name__)
 
@@ -100,3 +102,30 @@ def _call(settings: Settings, body: dict[str, Any]) -> Completion:
     except (KeyError, IndexError, TypeError):
         raise GenerationUnavailable(f"no choices in the endpoint's answer: {data!r:.300}") from None
     return Completion(str(text), str(data.get("model", body["model"])), data.get("usage") or {})
+
+
+class Generate(BaseModel):
+    """A prompt for the sagemaker lane's text generation endpoint."""
+
+    prompt: str = Field(min_length=1, max_length=20_000)
+    max_new_tokens: int = Field(default=256, ge=1, le=4096)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="0: greedy")
+
+
+@task(
+    "llm.generate",
+    lane="sagemaker",
+    endpoint="llm",
+    payload=Generate,
+    max_attempts=2,
+    timeout_s=900,
+)
+def generate(payload: Generate, ctx: JobContext) -> dict[str, Any]:
+    """Generate text on the SageMaker async endpoint `<stack>-llm` (a TGI/LMI container)."""
+    parameters: dict[str, Any] = {"max_new_tokens": payload.max_new_tokens}
+    if payload.temperature > 0:  # TGI refuses a temperature of 0: greedy is no sampling
+        parameters.update(do_sample=True, temperature=payload.temperature)
+    else:
+        parameters["do_sample"] = False
+    # The Hugging Face containers' request shape; their answer is stored as the result.
+    return {"inputs": payload.prompt, "parameters": parameters}

@@ -77,16 +77,21 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         worker_consumer="workers.consumer:DeadLetteringConsumer",
         # Messages sent with Celery's own API land on the task's lane queue (they need a job
         # record made by offload to run; without one they are dropped with a warning).
-        task_routes={spec.name: {"queue": queue_lane(spec)} for spec in catalog},
+        task_routes={spec.name: {"queue": queue_lane(spec)} for spec in _queued(catalog)},
     )
     # Inline tasks too: an API process that cannot run one in time spills it to the cpu lane.
-    for spec in catalog:
+    for spec in _queued(catalog):
         _register(app, spec, settings)
     _beat_while_running(app, settings)
     warmup.prepare(app, catalog)
     app.offload_settings = settings  # the consumer dead-letters to this app's queues
     app.offload_catalog = catalog
     return app
+
+
+def _queued(catalog: Catalog) -> list[TaskSpec]:
+    """The tasks workers run: all but the sagemaker lane's (SageMaker runs those)."""
+    return [spec for spec in catalog if spec.lane != "sagemaker"]
 
 
 def _beat_while_running(app: Celery, settings: Settings) -> None:

@@ -58,7 +58,9 @@ def warm(app: Any, catalog: Catalog) -> list[str]:
     lanes = set(getattr(app.amqp.queues, "consume_from", None) or ())
     warmed = []
     for spec in catalog:
-        if spec.warmup is not None and (not lanes or queue_lane(spec) in lanes):
+        if spec.lane == "sagemaker" or spec.warmup is None:
+            continue
+        if not lanes or queue_lane(spec) in lanes:
             started = time.monotonic()
             spec.warmup()
             log.info("%s warmed up in %.1f s", spec.name, time.monotonic() - started)

@@ -38,3 +38,18 @@ def test_api_handler_imports_no_heavy_package(on_lambda: bool) -> None:
     assert "fastapi" in loaded  # the probe itself works
     assert ("aws_lambda_powertools" in loaded) == on_lambda
     assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+
+
+@pytest.mark.parametrize("module", ["functions.completions.main", "workers.app"])
+def test_no_runtime_entry_point_imports_the_sagemaker_sdk(module: str) -> None:
+    # The SDK takes seconds to import; only infra's endpoint deployment may use it.
+    code = (
+        f"import json, sys; import {module}; "
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(out.stdout))
+    assert "offload" in loaded  # the probe itself works
+    assert "sagemaker" not in loaded
+    if module.startswith("functions."):
+        assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))

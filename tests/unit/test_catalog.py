@@ -49,7 +49,9 @@ def test_short_inline_task_is_accepted() -> None:
         ({"max_attempts": 0}, "max_attempts"),
         ({"timeout_s": 0}, "timeout_s"),
         ({"backoff_s": 10, "backoff_max_s": 1}, "backoff"),
-        ({"lane": "sagemaker"}, "sagemaker"),
+        ({"lane": "sagemaker"}, "names its endpoint"),
+        ({"endpoint": "llm"}, "only a sagemaker task"),
+        ({"lane": "sagemaker", "endpoint": "no_underscores"}, "letters, digits or hyphens"),
         ({"backoff_max_s": 43201}, "43200"),
     ],
 )

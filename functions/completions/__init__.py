@@ -1,0 +1,1 @@
+"""Lambda: SageMaker async inference notifications settle their jobs."""

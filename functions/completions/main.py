@@ -1,0 +1,47 @@
+"""`functions.completions.main.handler`: SageMaker's notifications settle their jobs.
+
+SageMaker posts each asynchronous inference's outcome to its success or error SNS topic;
+both feed one SQS queue, whose batches reach this function. Powertools' batch processor
+reports the records that failed (an AWS outage while settling), so only those come back;
+SQS moves a record that keeps failing to the queue's DLQ. A message that is not a SageMaker
+notification fails too, and ends there for an operator to read.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+import tasks
+from offload import logs
+from offload.sagemaker import Notification, SageMakerLane
+from offload.settings import get_settings
+from offload.store import JobStore
+
+settings = get_settings()
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # on Lambda, not in tests that import this
+    logs.configure("offload-completions", settings.log_level)
+lane = SageMakerLane(settings, JobStore(settings), tasks.catalog())
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def settle(record: SQSRecord) -> str:
+    """One notification: its job moves on, or it raises and comes back."""
+    notification = Notification.from_sqs_body(record.body)
+    with logs.log_context(job_id=notification.inference_id):
+        return lane.complete(notification)
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The SQS event source's entry point (ReportBatchItemFailures)."""
+    response = process_partial_response(
+        event=event, record_handler=settle, processor=processor, context=context
+    )
+    return dict(response)

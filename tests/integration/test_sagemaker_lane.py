@@ -1,0 +1,167 @@
+"""The sagemaker lane: invoke_endpoint_async at submit, SageMaker's SNS notifications (through
+SQS, as the completions function receives them) settle the job."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from fastapi.testclient import TestClient
+
+import tasks
+from functions.api.main import create_app
+from functions.completions import main as completions
+from offload.sagemaker import SageMakerLane
+from offload.settings import Settings
+from offload.store import JobStore
+
+SQS_EVENT = Path(__file__).parents[1] / "fixtures" / "sqs" / "receive-message.json"
+
+
+@pytest.fixture
+def client(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    lane = SageMakerLane(settings, JobStore(settings), tasks.catalog())
+    monkeypatch.setattr(completions, "lane", lane)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def notification(job: Any, status: str = "Completed", reason: str | None = None) -> str:
+    """SageMaker's message for the job's current attempt, as its docs show it."""
+    message: dict[str, Any] = {
+        "awsRegion": "us-east-1",
+        "eventTime": "2026-11-21T09:00:01.000Z",
+        "receivedTime": "2026-11-21T09:00:00.000Z",
+        "invocationStatus": status,
+        "requestParameters": {
+            "contentType": "application/json",
+            "endpointName": "offload-llm",
+            "inputLocation": job.input_location,
+        },
+        "responseParameters": {"contentType": "application/json"},
+        "inferenceId": job.job_id,
+        "eventVersion": "1.0",
+        "eventSource": "aws:sagemaker",
+        "eventName": "InferenceResult",
+    }
+    if status == "Completed":
+        message["responseParameters"]["outputLocation"] = job.output_location
+    else:
+        message["failureReason"] = reason
+        message["responseParameters"]["failureLocation"] = job.failure_location
+    return json.dumps(message)
+
+
+def sns_envelope(message: str, topic: str = "offload-sagemaker-success") -> str:
+    """What SQS holds for an SNS message (no raw delivery)."""
+    return json.dumps(
+        {
+            "Type": "Notification",
+            "MessageId": str(uuid.uuid4()),
+            "TopicArn": f"arn:aws:sns:us-east-1:123456789012:{topic}",
+            "Message": message,
+            "Timestamp": "2026-11-21T09:00:01.100Z",
+            "SignatureVersion": "1",
+            "Signature": "EXAMPLE",
+            "SigningCertURL": "EXAMPLE",
+            "UnsubscribeURL": "EXAMPLE",
+        }
+    )
+
+
+def deliver(*bodies: str) -> dict[str, Any]:
+    """The completions function's answer to an SQS batch of these bodies."""
+    template = json.loads(SQS_EVENT.read_text())["Records"][0]
+    records = [{**template, "messageId": f"m{i}", "body": body} for i, body in enumerate(bodies)]
+    response: dict[str, Any] = completions.handler({"Records": records}, None)
+    return response
+
+
+def submit(client: TestClient, prompt: str = "Say hi") -> str:
+    response = client.post("/jobs", json={"task": "llm.generate", "payload": {"prompt": prompt}})
+    assert response.status_code == 202, response.text
+    job_id: str = response.json()["job_id"]
+    return job_id
+
+
+def read(settings: Settings, location: str) -> bytes:
+    bucket, _, key = location.removeprefix("s3://").partition("/")
+    body: bytes = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    return body
+
+
+def test_submit_invokes_the_endpoint_with_the_request_stored_under_the_job(
+    client: TestClient, settings: Settings
+) -> None:
+    job_id = submit(client, "Tell me a joke")
+    view = client.get(f"/jobs/{job_id}").json()
+    assert (view["status"], view["lane"], view["attempts"]) == ("STARTED", "sagemaker", 1)
+    job = JobStore(settings).get(job_id)
+    assert job.input_location == (
+        f"s3://{settings.bucket_name()}/jobs/{job_id}/sagemaker/1/input.json"
+    )
+    assert json.loads(read(settings, job.input_location)) == {
+        "inputs": "Tell me a joke",
+        "parameters": {"max_new_tokens": 256, "do_sample": False},
+    }
+    assert job.output_location and job.failure_location
+
+
+def test_a_success_notification_stores_the_endpoint_output(
+    client: TestClient, settings: Settings
+) -> None:
+    job = JobStore(settings).get(submit(client))
+    assert deliver(sns_envelope(notification(job))) == {"batchItemFailures": []}
+    view = client.get(f"/jobs/{job.job_id}").json()
+    assert view["status"] == "SUCCESS"
+    assert view["result"] == json.loads(read(settings, job.output_location or ""))
+    # The same notification again (SNS and SQS deliver at least once) changes nothing.
+    assert deliver(sns_envelope(notification(job))) == {"batchItemFailures": []}
+    assert client.get(f"/jobs/{job.job_id}").json()["status"] == "SUCCESS"
+
+
+def test_a_failure_is_retried_by_policy_then_fails_with_the_reason(
+    client: TestClient, settings: Settings
+) -> None:
+    store = JobStore(settings)
+    first = store.get(submit(client))
+    deliver(sns_envelope(notification(first, "Failed", "ModelError: out of memory"), "error"))
+    second = store.get(first.job_id)
+    assert (second.status.value, second.attempts) == ("STARTED", 2)  # invoked again at once
+    assert second.input_location and second.input_location.endswith("/sagemaker/2/input.json")
+    # A late copy of attempt 1's notification does not settle attempt 2.
+    deliver(sns_envelope(notification(first, "Failed", "ModelError: out of memory"), "error"))
+    assert store.get(first.job_id).status.value == "STARTED"
+    deliver(sns_envelope(notification(second, "Failed", "ModelError: still no memory"), "error"))
+    view = client.get(f"/jobs/{first.job_id}").json()
+    assert (view["status"], view["attempts"]) == ("FAILURE", 2)
+    assert view["error"]["type"] == "InferenceFailed"
+    assert view["error"]["message"].startswith("ModelError: still no memory")
+
+
+def test_a_bad_message_fails_alone_and_comes_back(client: TestClient, settings: Settings) -> None:
+    job = JobStore(settings).get(submit(client))
+    response = deliver("not json at all", sns_envelope(notification(job)))
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert client.get(f"/jobs/{job.job_id}").json()["status"] == "SUCCESS"
+
+
+def test_a_notification_for_an_unknown_job_is_dropped(client: TestClient) -> None:
+    stranger = json.dumps(
+        {"invocationStatus": "Completed", "inferenceId": str(uuid.uuid4()), "eventVersion": "1.0"}
+    )
+    assert deliver(sns_envelope(stranger)) == {"batchItemFailures": []}
+
+
+def test_a_job_cancelled_while_it_infers_ends_revoked(
+    client: TestClient, settings: Settings
+) -> None:
+    job = JobStore(settings).get(submit(client))
+    assert client.post(f"/jobs/{job.job_id}/cancel").status_code == 202
+    deliver(sns_envelope(notification(job)))
+    assert client.get(f"/jobs/{job.job_id}").json()["status"] == "REVOKED"
