@@ -75,6 +75,9 @@ def to_item(job: Job) -> dict[str, AttributeValueTypeDef]:
         item["request_hash"] = {"S": job.request_hash}
     if job.request_id is not None:
         item["request_id"] = {"S": job.request_id}
+    if job.lane == "sagemaker" and not job.status.terminal:
+        # The sweep's sparse index: sagemaker jobs until they end (store.move removes it).
+        item["inflight"] = {"S": job.lane}
     for name in ("input_location", "output_location", "failure_location"):
         value = getattr(job, name)
         if value is not None:
@@ -96,6 +99,7 @@ def from_item(item: dict[str, Any]) -> Job:
         if name in data:
             data[name] = json.loads(data[name])
     data.pop("expires_at", None)
+    data.pop("inflight", None)
     return Job.model_validate(data)
 
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from offload import aws, metrics
@@ -27,6 +29,7 @@ from offload.errors import AwsUnavailable, JobNotFound, JobStateConflict, Perman
 from offload.execution import Attempt, Outcome, to_json
 from offload.items import timestamp
 from offload.job import Job, JobStatus, utcnow
+from offload.logs import log_context
 from offload.settings import Settings
 from offload.store import JobStore
 
@@ -262,3 +265,67 @@ class SageMakerLane:
         with aws.unavailable_as("S3"):
             body: bytes = aws.s3(self.settings).get_object(Bucket=bucket, Key=key)["Body"].read()
         return body
+
+    # -- the sweep -------------------------------------------------------------------------
+
+    def sweep(self, stale_after_s: float, *, now: datetime | None = None) -> dict[str, int]:
+        """Resolve sagemaker jobs unchanged for `stale_after_s` whose notification never
+        came: by the output or failure object SageMaker wrote, by invoking again a job that
+        was never sent, or, past the task's time limit with neither, as a lost attempt
+        (retried or failed by policy). How many jobs ended up how."""
+        now = now or utcnow()
+        counts: Counter[str] = Counter()
+        for job in self.store.in_flight("sagemaker", now - timedelta(seconds=stale_after_s)):
+            with log_context(job_id=job.job_id, request_id=job.request_id):
+                try:
+                    counts[self._sweep_one(job, now, stale_after_s)] += 1
+                except AwsUnavailable as exc:
+                    log.warning("sweep: job %s left for the next round: %s", job.job_id, exc)
+                    counts["unavailable"] += 1
+                except JobStateConflict:
+                    counts["raced"] += 1  # its notification came meanwhile
+        if counts:
+            log.info("sagemaker sweep: %s", dict(counts))
+        return dict(counts)
+
+    def _sweep_one(self, job: Job, now: datetime, stale_after_s: float) -> str:
+        spec = self.catalog.get(job.task)
+        if job.status in (JobStatus.PENDING, JobStatus.RETRY):
+            # Never sent (the submit or the retry stopped half way): send it now.
+            self.invoke(spec, job, job.attempts + 1)
+            return "invoked"
+        if job.status is not JobStatus.STARTED:
+            return "stale"
+        if self._exists(job.output_location):
+            return self.complete(
+                Notification(
+                    job.job_id, "Completed", job.input_location, job.output_location, None, None
+                )
+            )
+        if self._exists(job.failure_location):
+            reason = "SageMaker wrote a failure object; its notification was lost"
+            return self.complete(self._failed(job, reason))
+        started = job.started_at or job.updated_at
+        waited = (now - started).total_seconds()
+        if waited < spec.timeout_s + stale_after_s:
+            return "waiting"
+        reason = f"no notification, output or failure {waited:.0f} s after the invocation"
+        return self.complete(self._failed(job, reason))
+
+    def _failed(self, job: Job, reason: str) -> Notification:
+        return Notification(
+            job.job_id, "Failed", job.input_location, None, job.failure_location, reason
+        )
+
+    def _exists(self, location: str | None) -> bool:
+        if not location:
+            return False
+        bucket, _, key = location.removeprefix("s3://").partition("/")
+        with aws.unavailable_as("S3"):
+            try:
+                aws.s3(self.settings).head_object(Bucket=bucket, Key=key)
+            except Exception as exc:
+                if aws.error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                    return False
+                raise
+        return True

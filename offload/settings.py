@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # The bearer token the CLI sends.
     api_token: str | None = Field(default=None, repr=False)
 
+    # The sagemaker lane's sweep looks at jobs unchanged this long (their notification may
+    # have been lost), and gives an attempt up this long after its task's time limit.
+    sagemaker_sweep_after_s: float = Field(default=600.0, ge=0)
+
     # Text generation (rag.answer's last step): an OpenAI-compatible endpoint, e.g.
     # https://api.openai.com/v1, a vLLM or TGI server, or `offload dev`'s local stand-in.
     llm_base_url: str | None = None

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 # The index behind `GET /jobs`: a caller's jobs, newest first.
 CALLER_INDEX = "caller-created"
+INFLIGHT_INDEX = "inflight-updated"
 # Ids are UUIDs; anything much longer cannot be a job (and nears DynamoDB's key limit).
 MAX_JOB_ID_CHARS = 128
 
@@ -104,6 +105,29 @@ class JobStore:
             if not start:
                 break
         return jobs, (items.encode_cursor(start, caller) if start else None)
+
+    def in_flight(self, lane: str, changed_before: datetime, limit: int = 100) -> list[Job]:
+        """Up to `limit` jobs of `lane` not yet ended and unchanged since `changed_before`,
+        the longest unchanged first (the sweep's work)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": INFLIGHT_INDEX,
+            "KeyConditionExpression": "inflight = :lane AND updated_at < :before",
+            "ExpressionAttributeValues": {
+                ":lane": {"S": lane},
+                ":before": items.timestamp(changed_before),
+            },
+            "Limit": limit,
+        }
+        jobs: list[Job] = []
+        while len(jobs) < limit:
+            with aws.unavailable_as("DynamoDB"):
+                out = self.client.query(**kwargs)
+            jobs.extend(items.from_item(item) for item in out.get("Items", []))
+            if "LastEvaluatedKey" not in out:
+                break
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+        return jobs[:limit]
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -244,6 +268,7 @@ class JobStore:
         }
         if terminal:
             assignments["expires_at"] = {"N": str(self._expiry(now))}
+            removes = (*removes, "inflight")  # out of the sweep's index once it ends
         names = {f"#f{i}": name for i, name in enumerate(assignments)}
         update = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(assignments)))
         values.update({f":v{i}": value for i, value in enumerate(assignments.values())})

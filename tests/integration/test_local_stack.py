@@ -14,7 +14,7 @@ from moto.server import ThreadedMotoServer
 from infra.local_stack import Clients, LocalStack, LocalStackError, provision, wait_for_endpoint
 from infra.template import load_template
 from offload.settings import QueueLane, Settings
-from offload.store import CALLER_INDEX
+from offload.store import CALLER_INDEX, INFLIGHT_INDEX
 
 LANES: tuple[QueueLane, ...] = ("cpu", "gpu")
 
@@ -67,12 +67,14 @@ def _check(stack: LocalStack, settings: Settings, clients: Clients) -> None:
 
     table = clients.dynamodb.describe_table(TableName=settings.table_name())["Table"]
     assert [k["AttributeName"] for k in table["KeySchema"]] == ["job_id"]
-    (index,) = table["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == CALLER_INDEX
-    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [
-        ("caller", "HASH"),
-        ("created_at", "RANGE"),
-    ]
+    indexes = {
+        index["IndexName"]: [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]]
+        for index in table["GlobalSecondaryIndexes"]
+    }
+    assert indexes == {
+        CALLER_INDEX: [("caller", "HASH"), ("created_at", "RANGE")],
+        INFLIGHT_INDEX: [("inflight", "HASH"), ("updated_at", "RANGE")],
+    }
     ttl = clients.dynamodb.describe_time_to_live(TableName=settings.table_name())
     assert ttl["TimeToLiveDescription"] == {
         "TimeToLiveStatus": "ENABLED",

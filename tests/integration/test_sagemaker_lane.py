@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from functions.completions import main as completions
 from offload.sagemaker import SageMakerLane
 from offload.settings import Settings
 from offload.store import JobStore
+from tests.integration import jobs
 
 SQS_EVENT = Path(__file__).parents[1] / "fixtures" / "sqs" / "receive-message.json"
 
@@ -165,3 +167,71 @@ def test_a_job_cancelled_while_it_infers_ends_revoked(
     assert client.post(f"/jobs/{job.job_id}/cancel").status_code == 202
     deliver(sns_envelope(notification(job)))
     assert client.get(f"/jobs/{job.job_id}").json()["status"] == "REVOKED"
+
+
+# -- the sweep: notifications that never came ---------------------------------------------
+
+
+def later(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def test_the_sweep_finds_the_output_of_a_lost_success_notification(
+    client: TestClient, settings: Settings
+) -> None:
+    job_id = submit(client)
+    lane = completions.lane
+    assert lane.sweep(600) == {}  # not stale yet: left to its notification
+    assert lane.sweep(0, now=later(1)) == {"success": 1}
+    view = client.get(f"/jobs/{job_id}").json()
+    assert view["status"] == "SUCCESS" and view["result"] is not None
+    # Ended jobs leave the sweep's index.
+    assert JobStore(settings).in_flight("sagemaker", later(3600)) == []
+
+
+def fail_inference(settings: Settings, job_id: str, detail: bytes) -> None:
+    """Make the job's current invocation look failed: no output, a failure object."""
+    job = JobStore(settings).get(job_id)
+    s3 = boto3.client("s3")
+    out_bucket, _, out_key = (job.output_location or "").removeprefix("s3://").partition("/")
+    s3.delete_object(Bucket=out_bucket, Key=out_key)
+    fail_bucket, _, fail_key = (job.failure_location or "").removeprefix("s3://").partition("/")
+    s3.put_object(Bucket=fail_bucket, Key=fail_key, Body=detail)
+
+
+def test_the_sweep_fails_a_lost_failure_by_its_failure_object(
+    client: TestClient, settings: Settings
+) -> None:
+    job_id = submit(client)
+    fail_inference(settings, job_id, b"CUDA out of memory")
+    assert completions.lane.sweep(0, now=later(1)) == {"retried": 1}  # llm.generate: 2 tries
+    # moto writes its canned output again for the new invocation: fail that one too.
+    fail_inference(settings, job_id, b"CUDA out of memory, again")
+    assert completions.lane.sweep(0, now=later(2)) == {"failure": 1}
+    view = client.get(f"/jobs/{job_id}").json()
+    assert (view["status"], view["attempts"]) == ("FAILURE", 2)
+    assert "CUDA out of memory, again" in view["error"]["message"]
+
+
+def test_the_sweep_gives_up_on_an_attempt_past_its_time_limit_with_nothing_written(
+    client: TestClient, settings: Settings
+) -> None:
+    job = JobStore(settings).get(submit(client))
+    bucket, _, key = (job.output_location or "").removeprefix("s3://").partition("/")
+    boto3.client("s3").delete_object(Bucket=bucket, Key=key)
+    lane = completions.lane
+    assert lane.sweep(0, now=later(60)) == {"waiting": 1}  # llm.generate may take 900 s
+    assert lane.sweep(0, now=later(901)) == {"retried": 1}
+    error = JobStore(settings).get(job.job_id).error
+    assert error is not None and "no notification, output or failure" in error.message
+
+
+def test_the_sweep_sends_a_job_whose_submit_never_reached_sagemaker(settings: Settings) -> None:
+    # A PENDING job: its API process died between storing it and invoking the endpoint.
+    store = JobStore(settings)
+    job_id = jobs.pending(store, "llm.generate", lane="sagemaker", payload={"prompt": "hi"})
+    lane = SageMakerLane(settings, store, tasks.catalog())
+    assert lane.sweep(0, now=later(1)) == {"invoked": 1}
+    started = store.get(job_id)
+    assert (started.status.value, started.attempts) == ("STARTED", 1)
+    assert started.input_location is not None

@@ -11,7 +11,7 @@ import pytest
 from infra.template import TemplateError, load_template, references, resolve
 from offload.catalog import INLINE_MAX_TIMEOUT_S
 from offload.settings import Settings
-from offload.store import CALLER_INDEX
+from offload.store import CALLER_INDEX, INFLIGHT_INDEX
 
 TAGS_YAML = """
 Resources:
@@ -178,17 +178,24 @@ def test_template_declares_the_jobs_table(resources: dict[str, Any]) -> None:
     assert props["TableName"] == {"Fn::Sub": "${AWS::StackName}-jobs"}
     assert props["BillingMode"] == "PAY_PER_REQUEST"
     assert props["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
-    (index,) = props["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == CALLER_INDEX
-    assert index["KeySchema"] == [
+    indexes = {index["IndexName"]: index for index in props["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {CALLER_INDEX, INFLIGHT_INDEX}
+    assert indexes[CALLER_INDEX]["KeySchema"] == [
         {"AttributeName": "caller", "KeyType": "HASH"},
         {"AttributeName": "created_at", "KeyType": "RANGE"},
     ]
-    assert index["Projection"] == {"ProjectionType": "ALL"}
+    # The sweep's index is sparse: only sagemaker jobs not yet ended carry `inflight`.
+    assert indexes[INFLIGHT_INDEX]["KeySchema"] == [
+        {"AttributeName": "inflight", "KeyType": "HASH"},
+        {"AttributeName": "updated_at", "KeyType": "RANGE"},
+    ]
+    assert all(i["Projection"] == {"ProjectionType": "ALL"} for i in indexes.values())
     assert {d["AttributeName"]: d["AttributeType"] for d in props["AttributeDefinitions"]} == {
         "job_id": "S",
         "caller": "S",
         "created_at": "S",
+        "inflight": "S",
+        "updated_at": "S",
     }
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}

@@ -1,0 +1,1 @@
+"""Lambda: scheduled upkeep (the sagemaker lane's sweep)."""
