@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import tasks
 from infra.llm_local import LocalLlm
+from infra.local_events import LocalEvents
 from infra.local_stack import Clients, provision, wait_for_endpoint
 from offload.settings import QueueLane, Settings
 
@@ -80,6 +82,8 @@ class LocalSystem:
     _workers_started: int = field(default=0, init=False)
     # The local stand-in for a generation endpoint, unless OFFLOAD_LLM_BASE_URL names one.
     llm: LocalLlm | None = field(default=None, init=False)
+    # SageMaker's notifications, the completions event source and the sweep's schedule.
+    events: LocalEvents | None = field(default=None, init=False)
 
     @property
     def aws_url(self) -> str:
@@ -133,6 +137,7 @@ class LocalSystem:
             stack = provision(self.settings())
             if self.visibility_timeout_s is not None:
                 _set_visibility(self.settings(), stack.queues.values(), self.visibility_timeout_s)
+            self.events = LocalEvents(self.settings(), tasks.catalog()).start()
             self._spawn(
                 "api",
                 [
@@ -193,6 +198,9 @@ class LocalSystem:
         if self.llm is not None:
             self.llm.stop()
             self.llm = None
+        if self.events is not None:
+            self.events.stop()
+            self.events = None
         for child in reversed(self.children):
             _signal_group(child.process, signal.SIGTERM)
         deadline = time.monotonic() + grace_s

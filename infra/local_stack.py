@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 QUEUE = "AWS::SQS::Queue"
 TABLE = "AWS::DynamoDB::Table"
 BUCKET = "AWS::S3::Bucket"
+TOPIC = "AWS::SNS::Topic"
+SUBSCRIPTION = "AWS::SNS::Subscription"
 
 
 class LocalStackError(RuntimeError):
@@ -45,6 +47,7 @@ class Clients:
     sqs: SQSClient
     dynamodb: DynamoDBClient
     s3: S3Client
+    sns: Any = None  # needed once the template declares topics
 
     @classmethod
     def for_endpoint(cls, settings: Settings) -> Clients:
@@ -65,6 +68,7 @@ class Clients:
             sqs=session.client("sqs", endpoint_url=endpoint),
             dynamodb=session.client("dynamodb", endpoint_url=endpoint),
             s3=session.client("s3", endpoint_url=endpoint),
+            sns=session.client("sns", endpoint_url=endpoint),
         )
 
 
@@ -75,6 +79,8 @@ class LocalStack:
     queues: dict[str, str] = field(default_factory=dict)  # logical id -> queue URL
     tables: dict[str, str] = field(default_factory=dict)  # logical id -> table name
     buckets: dict[str, str] = field(default_factory=dict)  # logical id -> bucket name
+    topics: dict[str, str] = field(default_factory=dict)  # logical id -> topic ARN
+    subscriptions: dict[str, str] = field(default_factory=dict)  # logical id -> its ARN
     arns: dict[str, str] = field(default_factory=dict)  # logical id -> ARN
     skipped: list[str] = field(default_factory=list)  # logical ids of other resource types
 
@@ -106,7 +112,13 @@ def provision(
         refs[logical_id] = ref
         attrs.update({(logical_id, name): value for name, value in attributes.items()})
         stack.arns[logical_id] = attributes["Arn"]
-        by_kind = {QUEUE: stack.queues, TABLE: stack.tables, BUCKET: stack.buckets}
+        by_kind = {
+            QUEUE: stack.queues,
+            TABLE: stack.tables,
+            BUCKET: stack.buckets,
+            TOPIC: stack.topics,
+            SUBSCRIPTION: stack.subscriptions,
+        }
         by_kind[kind][logical_id] = ref
         log.debug("local stack: %s (%s) is %s", logical_id, kind, ref)
     return stack
@@ -323,6 +335,52 @@ def _code(exc: ClientError) -> str:
 
 
 # A creator makes (or finds) one resource and returns its Ref value and its GetAtt values.
+# -- SNS ----------------------------------------------------------------------------------------
+
+
+def _sns(clients: Clients) -> Any:
+    if clients.sns is None:
+        raise LocalStackError("the template declares SNS resources: provision with an SNS client")
+    return clients.sns
+
+
+def _topic(
+    clients: Clients, settings: Settings, logical_id: str, props: dict[str, Any]
+) -> tuple[str, dict[str, str]]:
+    name = props.get("TopicName") or f"{settings.stack_name}-{logical_id}"
+    arn: str = _sns(clients).create_topic(Name=name)["TopicArn"]  # idempotent by name
+    return arn, {"Arn": arn, "TopicArn": arn, "TopicName": name}
+
+
+def _subscription(
+    clients: Clients, settings: Settings, logical_id: str, props: dict[str, Any]
+) -> tuple[str, dict[str, str]]:
+    attributes = {
+        key: _attribute(props[key])
+        for key in ("RawMessageDelivery", "FilterPolicy", "RedrivePolicy")
+        if key in props
+    }
+    sns = _sns(clients)
+    existing = sns.list_subscriptions_by_topic(TopicArn=props["TopicArn"])["Subscriptions"]
+    for found in existing:
+        if (found["Protocol"], found["Endpoint"]) == (props["Protocol"], props["Endpoint"]):
+            return found["SubscriptionArn"], {"Arn": found["SubscriptionArn"]}
+    arn: str = sns.subscribe(
+        TopicArn=props["TopicArn"],
+        Protocol=props["Protocol"],
+        Endpoint=props["Endpoint"],
+        Attributes=attributes,
+        ReturnSubscriptionArn=True,
+    )["SubscriptionArn"]
+    return arn, {"Arn": arn}
+
+
 _CREATORS: dict[
     str, Callable[[Clients, Settings, str, dict[str, Any]], tuple[str, dict[str, str]]]
-] = {QUEUE: _queue, TABLE: _table, BUCKET: _bucket}
+] = {
+    QUEUE: _queue,
+    TABLE: _table,
+    BUCKET: _bucket,
+    TOPIC: _topic,
+    SUBSCRIPTION: _subscription,
+}

@@ -296,13 +296,13 @@ class SageMakerLane:
             return "invoked"
         if job.status is not JobStatus.STARTED:
             return "stale"
-        if self._exists(job.output_location):
+        if self.object_exists(job.output_location):
             return self.complete(
                 Notification(
                     job.job_id, "Completed", job.input_location, job.output_location, None, None
                 )
             )
-        if self._exists(job.failure_location):
+        if self.object_exists(job.failure_location):
             reason = "SageMaker wrote a failure object; its notification was lost"
             return self.complete(self._failed(job, reason))
         started = job.started_at or job.updated_at
@@ -317,7 +317,8 @@ class SageMakerLane:
             job.job_id, "Failed", job.input_location, None, job.failure_location, reason
         )
 
-    def _exists(self, location: str | None) -> bool:
+    def object_exists(self, location: str | None) -> bool:
+        """Whether an `s3://` object exists (an output or failure SageMaker wrote)."""
         if not location:
             return False
         bucket, _, key = location.removeprefix("s3://").partition("/")

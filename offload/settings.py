@@ -180,6 +180,17 @@ class Settings(BaseSettings):
         explicit = self.cpu_dlq_url if lane == "cpu" else self.gpu_dlq_url
         return explicit or self._sqs_url(f"{self.queue_name(lane)}-dlq")
 
+    def completions_queue_url(self) -> str:
+        """The queue SageMaker's notifications reach the completions function through."""
+        return self._sqs_url(f"{self.stack_name}-completions")
+
+    def sagemaker_topic_arn(self, outcome: Literal["success", "error"]) -> str:
+        """The SNS topic an async endpoint posts its successes or errors to."""
+        return (
+            f"arn:aws:sns:{self.aws_region}:{self.aws_account_id}:"
+            f"{self.stack_name}-sagemaker-{outcome}"
+        )
+
     def _sqs_url(self, name: str) -> str:
         base = self.aws_endpoint_url or f"https://sqs.{self.aws_region}.amazonaws.com"
         return f"{base.rstrip('/')}/{self.aws_account_id}/{name}"

@@ -10,6 +10,7 @@ notification fails too, and ends there for an operator to read.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -25,23 +26,31 @@ from offload.sagemaker import Notification, SageMakerLane
 from offload.settings import get_settings
 from offload.store import JobStore
 
+
+def make_handler(lane: SageMakerLane) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """A handler that settles jobs through `lane` (the local stack runs one too)."""
+    processor = BatchProcessor(event_type=EventType.SQS)
+
+    def settle(record: SQSRecord) -> str:
+        notification = Notification.from_sqs_body(record.body)
+        with logs.log_context(job_id=notification.inference_id):
+            return lane.complete(notification)
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        response = process_partial_response(
+            event=event, record_handler=settle, processor=processor, context=context
+        )
+        return dict(response)
+
+    return handler
+
+
 settings = get_settings()
 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # on Lambda, not in tests that import this
     logs.configure("offload-completions", settings.log_level)
 lane = SageMakerLane(settings, JobStore(settings), tasks.catalog())
-processor = BatchProcessor(event_type=EventType.SQS)
-
-
-def settle(record: SQSRecord) -> str:
-    """One notification: its job moves on, or it raises and comes back."""
-    notification = Notification.from_sqs_body(record.body)
-    with logs.log_context(job_id=notification.inference_id):
-        return lane.complete(notification)
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The SQS event source's entry point (ReportBatchItemFailures)."""
-    response = process_partial_response(
-        event=event, record_handler=settle, processor=processor, context=context
-    )
-    return dict(response)
+    return make_handler(lane)(event, context)

@@ -27,7 +27,10 @@ def settings() -> Iterator[Settings]:
         provision(
             settings,
             clients=Clients(
-                sqs=boto3.client("sqs"), dynamodb=boto3.client("dynamodb"), s3=boto3.client("s3")
+                sqs=boto3.client("sqs"),
+                dynamodb=boto3.client("dynamodb"),
+                s3=boto3.client("s3"),
+                sns=boto3.client("sns"),
             ),
         )
         yield settings

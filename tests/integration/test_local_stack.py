@@ -33,6 +33,7 @@ def _mocked_clients(region: str) -> Clients:
         sqs=boto3.client("sqs", region_name=region),
         dynamodb=boto3.client("dynamodb", region_name=region),
         s3=boto3.client("s3", region_name=region),
+        sns=boto3.client("sns", region_name=region),
     )
 
 
@@ -51,6 +52,21 @@ def _check(stack: LocalStack, settings: Settings, clients: Clients) -> None:
     assert stack.tables == {"JobsTable": settings.table_name()}
     assert stack.buckets == {"ResultsBucket": settings.bucket_name()}
     assert "ApiFunction" in stack.skipped
+    assert stack.topics == {
+        "SageMakerSuccessTopic": settings.sagemaker_topic_arn("success"),
+        "SageMakerErrorTopic": settings.sagemaker_topic_arn("error"),
+    }
+    assert stack.queues["CompletionsQueue"] == settings.completions_queue_url()
+    # What SageMaker posts to either topic arrives on the completions queue, SNS-wrapped.
+    assert clients.sns is not None
+    for outcome in ("success", "error"):
+        clients.sns.publish(TopicArn=settings.sagemaker_topic_arn(outcome), Message=outcome)
+    received = clients.sqs.receive_message(
+        QueueUrl=settings.completions_queue_url(), MaxNumberOfMessages=10, WaitTimeSeconds=1
+    ).get("Messages", [])
+    bodies = [json.loads(m["Body"]) for m in received]
+    assert sorted(b["Message"] for b in bodies) == ["error", "success"]
+    assert all(b["Type"] == "Notification" for b in bodies)
 
     for lane in LANES:
         attrs = clients.sqs.get_queue_attributes(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -147,6 +147,18 @@ def resources() -> dict[str, Any]:
     return res
 
 
+def function(name: str) -> dict[str, Any]:
+    """A function's properties as SAM applies them: its own over the Globals'."""
+    template = load_template()
+    defaults = dict(template["Globals"]["Function"])
+    own = dict(template["Resources"][name]["Properties"])
+    env = {
+        **defaults.pop("Environment")["Variables"],
+        **own.pop("Environment", {}).get("Variables", {}),
+    }
+    return {**defaults, **own, "Environment": {"Variables": env}}
+
+
 @pytest.mark.parametrize("lane", ["cpu", "gpu"])
 def test_template_declares_each_lane_queue_with_its_dlq(
     resources: dict[str, Any], lane: str
@@ -214,14 +226,17 @@ def test_template_declares_the_results_bucket(resources: dict[str, Any]) -> None
 def test_template_api_function_gets_the_resource_names(resources: dict[str, Any]) -> None:
     fn = resources["ApiFunction"]
     assert fn["Type"] == "AWS::Serverless::Function"
-    env = fn["Properties"]["Environment"]["Variables"]
+    env = function("ApiFunction")["Environment"]["Variables"]
     assert env["OFFLOAD_JOBS_TABLE"] == {"Ref": "JobsTable"}
     assert env["OFFLOAD_RESULTS_BUCKET"] == {"Ref": "ResultsBucket"}
     assert env["OFFLOAD_CPU_QUEUE_URL"] == {"Ref": "CpuQueue"}
     assert env["OFFLOAD_GPU_QUEUE_URL"] == {"Ref": "GpuQueue"}
     assert env["OFFLOAD_STACK_NAME"] == {"Ref": "AWS::StackName"}
-    # Every policy names a resource of this stack, never "*".
-    assert "*" not in json.dumps(fn["Properties"]["Policies"])
+    # Every policy names resources of this stack, never a bare "*" (the sagemaker lane's
+    # endpoints are `<stack>-*`: the stack's own, deployed apart).
+    policies = json.dumps(fn["Properties"]["Policies"])
+    assert '"*"' not in policies
+    assert policies.count("*") == policies.count('${AWS::StackName}-*"')
 
 
 def test_template_api_takes_its_callers_from_a_jwt_authorizer(resources: dict[str, Any]) -> None:
@@ -246,5 +261,45 @@ def test_template_api_takes_its_callers_from_a_jwt_authorizer(resources: dict[st
 def test_template_function_outlives_its_longest_inline_task(resources: dict[str, Any]) -> None:
     # An inline job shorter than the function's timeout (less the margin) can run in it;
     # longer ones spill. The longest inline task must fit, or it would always spill.
-    timeout = resources["ApiFunction"]["Properties"]["Timeout"]
+    timeout = function("ApiFunction")["Timeout"]
     assert timeout >= INLINE_MAX_TIMEOUT_S + Settings().lambda_deadline_margin_s + 5
+
+
+@pytest.mark.parametrize("name", ["ApiFunction", "CompletionsFunction", "SchedulerFunction"])
+def test_every_function_finds_the_stacks_resources(name: str) -> None:
+    env = function(name)["Environment"]["Variables"]
+    for variable in ("OFFLOAD_JOBS_TABLE", "OFFLOAD_RESULTS_BUCKET", "OFFLOAD_STACK_NAME"):
+        assert variable in env, (name, variable)
+    assert function(name)["Runtime"] == "python3.12"
+
+
+def test_sagemaker_notifications_reach_the_completions_function(
+    resources: dict[str, Any],
+) -> None:
+    settings = Settings()
+    topics: tuple[tuple[Literal["success", "error"], str], ...] = (
+        ("success", "SageMakerSuccessTopic"),
+        ("error", "SageMakerErrorTopic"),
+    )
+    for outcome, topic in topics:
+        name = resources[topic]["Properties"]["TopicName"]
+        assert name == {"Fn::Sub": f"${{AWS::StackName}}-sagemaker-{outcome}"}
+        assert settings.sagemaker_topic_arn(outcome).endswith(
+            f"{settings.stack_name}-sagemaker-{outcome}"
+        )
+    subscriptions = [
+        r["Properties"] for r in resources.values() if r["Type"] == "AWS::SNS::Subscription"
+    ]
+    assert {s["TopicArn"]["Ref"] for s in subscriptions} == {
+        "SageMakerSuccessTopic",
+        "SageMakerErrorTopic",
+    }
+    assert all(s["Endpoint"] == {"Fn::GetAtt": ["CompletionsQueue", "Arn"]} for s in subscriptions)
+    (event,) = resources["CompletionsFunction"]["Properties"]["Events"].values()
+    assert event["Type"] == "SQS"
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue = resources["CompletionsQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["CompletionsDeadLetterQueue", "Arn"]
+    }
+    assert queue["VisibilityTimeout"] >= 6 * function("CompletionsFunction")["Timeout"]

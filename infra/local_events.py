@@ -1,0 +1,165 @@
+"""What AWS would deliver to the local stack that moto does not: SageMaker's notifications,
+the completions queue's event source mapping, and the sweep's schedule.
+
+moto's `invoke_endpoint_async` writes a canned output object but posts no notification, and
+moto runs no Lambda event sources or schedules. So, in `offload dev` and the e2e tests, one
+thread here:
+
+- posts, for each sagemaker job whose invocation has an output object, the notification
+  SageMaker would post to the success topic (its documented shape); SNS then delivers it to
+  the completions queue, as on AWS;
+- polls the completions queue and hands its messages to `functions.completions` in SQS
+  event batches, deleting those the handler did not report as failed (a failed one returns
+  after its visibility timeout, and goes to the DLQ after five tries, as on AWS);
+- runs the sweep every `sweep_every_s`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from functions.completions.main import make_handler
+from offload import aws
+from offload.catalog import Catalog
+from offload.job import Job, JobStatus
+from offload.sagemaker import SageMakerLane
+from offload.settings import Settings
+from offload.store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+def success_notification(job: Job, endpoint: str) -> dict[str, Any]:
+    """SageMaker's notification of a completed async inference, as its docs show it."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return {
+        "awsRegion": "us-east-1",
+        "eventTime": now,
+        "receivedTime": now,
+        "invocationStatus": "Completed",
+        "requestParameters": {
+            "contentType": "application/json",
+            "endpointName": endpoint,
+            "inputLocation": job.input_location,
+        },
+        "responseParameters": {
+            "contentType": "application/json",
+            "outputLocation": job.output_location,
+        },
+        "inferenceId": job.job_id,
+        "eventVersion": "1.0",
+        "eventSource": "aws:sagemaker",
+        "eventName": "InferenceResult",
+    }
+
+
+class LocalEvents:
+    """The thread that plays SageMaker's notifier, Lambda's SQS poller and the scheduler.
+
+    :param settings: the local stack's settings.
+    :param catalog: the tasks (the completions handler settles by their policies).
+    :param interval_s: how often it looks for work.
+    :param sweep_every_s: how often the sweep runs.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        interval_s: float = 0.5,
+        sweep_every_s: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self.store = JobStore(settings)
+        self.lane = SageMakerLane(settings, self.store, catalog)
+        self.handler = make_handler(self.lane)
+        self.interval_s = interval_s
+        self.sweep_every_s = sweep_every_s
+        self._notified: set[str] = set()  # input locations already notified
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="offload-local-events", daemon=True)
+
+    def start(self) -> LocalEvents:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        last_sweep = time.monotonic()
+        while not self._stop.wait(self.interval_s):
+            for step in (self.notify, self.deliver):
+                try:
+                    step()
+                except Exception:
+                    log.exception("local events: %s failed; trying again", step.__name__)
+            if time.monotonic() - last_sweep >= self.sweep_every_s:
+                last_sweep = time.monotonic()
+                try:
+                    self.lane.sweep(self.settings.sagemaker_sweep_after_s)
+                except Exception:
+                    log.exception("local events: the sweep failed; trying again")
+
+    def notify(self) -> int:
+        """Post the notifications of finished invocations; how many."""
+        posted = 0
+        soon = datetime.now(UTC) + timedelta(seconds=1)
+        for job in self.store.in_flight("sagemaker", soon):
+            if job.status is not JobStatus.STARTED or not job.input_location:
+                continue
+            if job.input_location in self._notified or not self.lane.object_exists(
+                job.output_location
+            ):
+                continue
+            spec = self.lane.catalog.get(job.task)
+            message = success_notification(job, self.lane.endpoint_name(spec))
+            with aws.unavailable_as("SNS"):
+                aws.sns(self.settings).publish(
+                    TopicArn=self.settings.sagemaker_topic_arn("success"),
+                    Message=json.dumps(message),
+                )
+            self._notified.add(job.input_location)
+            posted += 1
+        return posted
+
+    def deliver(self) -> int:
+        """One SQS event batch from the completions queue to the handler; its size."""
+        url = self.settings.completions_queue_url()
+        sqs = aws.sqs(self.settings)
+        with aws.unavailable_as("SQS"):
+            messages = sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["All"]
+            ).get("Messages", [])
+        if not messages:
+            return 0
+        queue_arn = f"arn:aws:sqs:{self.settings.aws_region}:{self.settings.aws_account_id}:"
+        queue_arn += url.rsplit("/", 1)[-1]
+        records = [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": self.settings.aws_region,
+            }
+            for m in messages
+        ]
+        response = self.handler({"Records": records}, None)
+        failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+        for message in messages:
+            if message["MessageId"] not in failed:
+                with aws.unavailable_as("SQS"):
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return len(messages)
