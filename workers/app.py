@@ -72,6 +72,9 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         worker_send_task_events=False,
         task_send_sent_event=False,
         worker_hijack_root_logger=False,
+        # A pool process reports ready only after its warmup (loading a model takes seconds);
+        # Celery's default 4 s would kill every replacement process before it is warm.
+        worker_proc_alive_timeout=settings.worker_warmup_timeout_s + 30,
         # Powertools' EMF metric lines go to stdout as they are, not wrapped in a log line.
         worker_redirect_stdouts=False,
         worker_consumer="workers.consumer:DeadLetteringConsumer",

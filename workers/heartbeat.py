@@ -18,6 +18,7 @@ from typing import Any
 from offload import aws, leases
 from offload.cancel import revoke_running
 from offload.errors import AwsUnavailable, JobStateConflict
+from offload.job import JobStatus
 from offload.settings import Settings
 from offload.store import JobStore
 
@@ -174,6 +175,11 @@ class Heartbeat:
         job = conflict.current
         if job is None or job.status.terminal or request.id not in self._held:
             return  # finished, or never ours (the delivery found the job busy elsewhere)
+        if job.status is not JobStatus.STARTED or job.lease_owner == owner:
+            # Our attempt ended (RETRY recorded) while the process goes on, e.g. with the rest
+            # of a batch: nobody else runs the job, so nothing may be killed for it.
+            self._held.discard(request.id)
+            return
         log.error(
             "job %s: %s lost its lease to %s; stopping its task", request.id, owner, job.lease_owner
         )

@@ -1,0 +1,75 @@
+"""The heartbeat stops a task only when another worker runs its job (in process, under moto)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from offload import leases
+from offload.job import JobError, utcnow
+from offload.settings import Settings
+from offload.store import JobStore
+from tests.integration import jobs
+from workers.heartbeat import Heartbeat, lease_owner
+
+
+@pytest.fixture
+def child() -> Iterator[subprocess.Popen[bytes]]:
+    """A process standing for the pool process that runs the task."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def running(store: JobStore, pid: int) -> tuple[str, Any]:
+    """A job claimed by pool process `pid`, and the request the heartbeat sees for it."""
+    job_id = jobs.pending(store)
+    owner = lease_owner("host", pid)
+    leases.claim(store, job_id, 1, owner, lease_s=50, max_attempts=3)
+    request = SimpleNamespace(
+        id=job_id,
+        hostname="host",
+        worker_pid=pid,
+        task=SimpleNamespace(),
+        message=SimpleNamespace(delivery_info={}),
+    )
+    return job_id, request
+
+
+def test_a_retry_recorded_for_a_job_does_not_kill_its_process(
+    settings: Settings, child: subprocess.Popen[bytes]
+) -> None:
+    # A batch recorded RETRY for one member and goes on with the others.
+    store = JobStore(settings)
+    job_id, request = running(store, child.pid)
+    beat = Heartbeat(settings, pool=None, requests=lambda: [request])
+    beat.beat()  # the lease is held
+    store.retry(job_id, 1, JobError(type="E", message="m"), utcnow() + timedelta(seconds=5))
+    beat.beat()
+    with pytest.raises(subprocess.TimeoutExpired):
+        child.wait(timeout=1)  # still running a second later
+
+
+def test_a_job_taken_over_by_another_worker_stops_this_run(
+    settings: Settings, child: subprocess.Popen[bytes]
+) -> None:
+    store = JobStore(settings)
+    job_id, request = running(store, child.pid)
+    beat = Heartbeat(settings, pool=None, requests=lambda: [request])
+    beat.beat()
+    # The lease lapsed (an outage) and another worker took the job over.
+    store.move(
+        job_id,
+        store.get(job_id).status,
+        attempts=1,
+        sets={"lease_owner": {"S": "other/1"}},
+    )
+    beat.beat()
+    assert child.wait(timeout=5) == -9
