@@ -187,8 +187,10 @@ class Jobs:
                 await asyncio.to_thread(self.sagemaker.invoke, spec, job, 1)
             else:
                 await asyncio.to_thread(self.publisher.send, spec, job.job_id, job.payload)
-        except InvokedNotRecorded:
-            raise  # the endpoint has it: keep the job, its notification settles it
+        except InvokedNotRecorded as exc:
+            # The endpoint has it: the job stands (PENDING until its notification settles
+            # it), so the submit succeeded; a 503 would make the client submit it twice.
+            log.warning("job %s invoked but not recorded as started: %s", job.job_id, exc)
         except BaseException:
             # Whatever stopped the send (an outage, a refusal, a cancelled request), the job
             # must not stay PENDING with no message to run it.

@@ -134,7 +134,7 @@ class SageMakerLane:
         )
         request = to_json(spec.call(spec.parse(job.payload), context), 6 * 1024 * 1024)
         bucket = self.settings.bucket_name()
-        key = f"{context.prefix}sagemaker/{attempt}/input.json"
+        key = self.input_location(job.job_id, attempt).removeprefix(f"s3://{bucket}/")
         with aws.unavailable_as("S3"):
             aws.s3(self.settings).put_object(
                 Bucket=bucket, Key=key, Body=json.dumps(request).encode(), ContentType=CONTENT_TYPE
@@ -148,6 +148,9 @@ class SageMakerLane:
                 InputLocation=input_location,
                 InferenceId=job.job_id,
                 InvocationTimeoutSeconds=int(min(3600, max(1, spec.timeout_s))),
+                # How long it may wait in the endpoint's queue (scale from zero, backlog);
+                # said explicitly, since the sweep's patience is built on it.
+                RequestTTLSeconds=self.settings.sagemaker_request_ttl_s,
             )
         now = utcnow()
         sets = {
@@ -184,13 +187,30 @@ class SageMakerLane:
         except JobNotFound:
             log.warning("notification for unknown job %s dropped", notification.inference_id)
             return "unknown"
-        if job.status is JobStatus.PENDING and job.attempts == 0:
-            job = self._record_started(job, notification)
+        try:
+            return self._complete(job, notification)
+        except JobStateConflict as exc:
+            # The job moved meanwhile (its sweep, a cancel, a copy of this notification).
+            log.info("notification for job %s raced: %s", job.job_id, exc)
+            return "stale"
+
+    def _complete(self, job: Job, notification: Notification) -> str:
+        spec = self.catalog.get(job.task)
+        if job.status in (JobStatus.PENDING, JobStatus.RETRY):
+            if notification.input_location == self.input_location(job.job_id, job.attempts + 1):
+                # Its invocation reached SageMaker but its STARTED was never recorded.
+                job = self._record_started(job, notification, job.attempts + 1)
+            elif job.status is JobStatus.RETRY and (
+                notification.input_location == job.input_location
+            ):
+                # This notification's failure was recorded, but the retry's invocation was
+                # not sent (it failed): send it now.
+                self.invoke(spec, job, job.attempts + 1)
+                return "retried"
         if job.status is not JobStatus.STARTED or job.input_location != notification.input_location:
             # Settled already (a repeated notification), or about an earlier attempt.
             log.info("notification for job %s (%s) is stale", job.job_id, job.status.value)
             return "stale"
-        spec = self.catalog.get(job.task)
         if job.cancel_requested:
             # An inference cannot be stopped; its outcome is dropped as the job's was asked.
             revoke_running(self.store, job.job_id, job.attempts)
@@ -202,14 +222,18 @@ class SageMakerLane:
         if notification.status == "Completed":
             try:
                 result = self._output(notification.output_location or job.output_location)
-            except OutputUnreadable as exc:
+            except PermanentFailure as exc:  # not JSON, too large, NaN: no retry reads it
                 return self._settle(attempt.failed(exc), spec, job)
             return self._settle(attempt.succeeded(result), spec, job)
         return self._settle(attempt.failed(self._failure(notification, job)), spec, job)
 
-    def _record_started(self, job: Job, notification: Notification) -> Job:
+    def input_location(self, job_id: str, attempt: int) -> str:
+        """Where attempt `attempt` of a job keeps its request."""
+        return f"s3://{self.settings.bucket_name()}/jobs/{job_id}/sagemaker/{attempt}/input.json"
+
+    def _record_started(self, job: Job, notification: Notification, attempt: int) -> Job:
         """A job invoked whose STARTED was never recorded (the store failed just then)."""
-        sets: dict[str, Any] = {"attempts": {"N": "1"}, "started_at": timestamp(utcnow())}
+        sets: dict[str, Any] = {"attempts": {"N": str(attempt)}, "started_at": timestamp(utcnow())}
         for name in ("input_location", "output_location", "failure_location"):
             value = getattr(notification, name)
             if value:
@@ -218,9 +242,10 @@ class SageMakerLane:
             return self.store.move(
                 job.job_id,
                 JobStatus.STARTED,
-                attempts=0,
-                sources=frozenset({JobStatus.PENDING}),
+                attempts=attempt - 1,
+                sources=frozenset({JobStatus.PENDING, JobStatus.RETRY}),
                 sets=sets,
+                removes=("next_attempt_at",),
             )
         except JobStateConflict as exc:
             return exc.current or job
@@ -229,6 +254,8 @@ class SageMakerLane:
         if outcome.retry_in_s is not None:
             # SageMaker queues invocations itself: the retry goes now, not after a backoff.
             retried = self.store.get(job.job_id)
+            if retried.status is not JobStatus.RETRY:
+                return "stale"  # cancelled meanwhile
             self.invoke(spec, retried, outcome.attempt + 1)
             return "retried"
         if outcome.status is JobStatus.FAILURE:
@@ -284,6 +311,11 @@ class SageMakerLane:
                     counts["unavailable"] += 1
                 except JobStateConflict:
                     counts["raced"] += 1  # its notification came meanwhile
+                except Exception:
+                    # One job that cannot be resolved (its task renamed away, an endpoint
+                    # deleted) must not stop the sweep for every job behind it.
+                    log.exception("sweep: job %s could not be resolved", job.job_id)
+                    counts["error"] += 1
         if counts:
             log.info("sagemaker sweep: %s", dict(counts))
         return dict(counts)
@@ -307,7 +339,8 @@ class SageMakerLane:
             return self.complete(self._failed(job, reason))
         started = job.started_at or job.updated_at
         waited = (now - started).total_seconds()
-        if waited < spec.timeout_s + stale_after_s:
+        # It may queue for its TTL, then run for its time limit, before anything is written.
+        if waited < self.settings.sagemaker_request_ttl_s + spec.timeout_s + stale_after_s:
             return "waiting"
         reason = f"no notification, output or failure {waited:.0f} s after the invocation"
         return self.complete(self._failed(job, reason))

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # The sagemaker lane's sweep looks at jobs unchanged this long (their notification may
     # have been lost), and gives an attempt up this long after its task's time limit.
     sagemaker_sweep_after_s: float = Field(default=600.0, ge=0)
+    # How long a sagemaker request may wait in its endpoint's queue (SageMaker's own default
+    # is 6 hours); the sweep gives an attempt up only after this plus its time limit.
+    sagemaker_request_ttl_s: int = Field(default=3600, ge=60, le=21600)
 
     # Text generation (rag.answer's last step): an OpenAI-compatible endpoint, e.g.
     # https://api.openai.com/v1, a vLLM or TGI server, or `offload dev`'s local stand-in.

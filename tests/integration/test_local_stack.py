@@ -100,9 +100,9 @@ def _check(stack: LocalStack, settings: Settings, clients: Clients) -> None:
     bucket = settings.bucket_name()
     block = clients.s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
     assert all(block.values())
-    (rule,) = clients.s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
-    assert rule["Expiration"] == {"Days": 30}
-    assert rule.get("Filter", {}).get("Prefix") == "jobs/"
+    rules = clients.s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert sorted(r.get("Filter", {}).get("Prefix", "") for r in rules) == ["jobs/", "sagemaker/"]
+    assert all(r["Expiration"] == {"Days": 30} for r in rules)
 
 
 def test_provision_creates_the_template_resources(mocked: tuple[Settings, Clients]) -> None:

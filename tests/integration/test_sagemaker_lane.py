@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 import tasks
 from functions.api.main import create_app
 from functions.completions import main as completions
+from offload.errors import AwsUnavailable
 from offload.sagemaker import SageMakerLane
 from offload.settings import Settings
 from offload.store import JobStore
@@ -220,8 +221,9 @@ def test_the_sweep_gives_up_on_an_attempt_past_its_time_limit_with_nothing_writt
     bucket, _, key = (job.output_location or "").removeprefix("s3://").partition("/")
     boto3.client("s3").delete_object(Bucket=bucket, Key=key)
     lane = completions.lane
-    assert lane.sweep(0, now=later(60)) == {"waiting": 1}  # llm.generate may take 900 s
-    assert lane.sweep(0, now=later(901)) == {"retried": 1}
+    # It may queue for its request TTL (3600 s), then run for 900 s, before writing anything.
+    assert lane.sweep(0, now=later(4000)) == {"waiting": 1}
+    assert lane.sweep(0, now=later(4501)) == {"retried": 1}
     error = JobStore(settings).get(job.job_id).error
     assert error is not None and "no notification, output or failure" in error.message
 
@@ -235,3 +237,54 @@ def test_the_sweep_sends_a_job_whose_submit_never_reached_sagemaker(settings: Se
     started = store.get(job_id)
     assert (started.status.value, started.attempts) == ("STARTED", 1)
     assert started.input_location is not None
+
+
+def put_output(job: Any, body: bytes) -> None:
+    bucket, _, key = (job.output_location or "").removeprefix("s3://").partition("/")
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def test_an_output_no_job_can_hold_fails_the_job_instead_of_the_notification(
+    client: TestClient, settings: Settings
+) -> None:
+    job = JobStore(settings).get(submit(client))
+    put_output(job, b'{"score": NaN}')  # JSON to Python, never to a job record
+    assert deliver(sns_envelope(notification(job))) == {"batchItemFailures": []}
+    view = client.get(f"/jobs/{job.job_id}").json()
+    assert (view["status"], view["attempts"]) == ("FAILURE", 1)
+    assert view["error"]["type"] == "ResultNotSerializable"
+
+
+def test_a_retry_whose_invocation_failed_is_sent_when_the_notification_returns(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = JobStore(settings)
+    job = store.get(submit(client))
+    lane = completions.lane
+    real_invoke = lane.invoke
+
+    def outage(*args: Any) -> Any:
+        raise AwsUnavailable("SageMaker", "throttled, as the test asks")
+
+    monkeypatch.setattr(lane, "invoke", outage)
+    failed = sns_envelope(notification(job, "Failed", "ModelError: busy"), "error")
+    # (With a second, healthy record: a batch whose every record fails raises instead.)
+    stranger = json.dumps({"invocationStatus": "Completed", "inferenceId": str(uuid.uuid4())})
+    assert deliver(failed, sns_envelope(stranger)) == {
+        "batchItemFailures": [{"itemIdentifier": "m0"}]
+    }
+    assert store.get(job.job_id).status.value == "RETRY"  # recorded, not yet sent
+    monkeypatch.setattr(lane, "invoke", real_invoke)
+    assert deliver(failed) == {"batchItemFailures": []}  # SQS delivers it again
+    retried = store.get(job.job_id)
+    assert (retried.status.value, retried.attempts) == ("STARTED", 2)
+
+
+def test_one_job_the_sweep_cannot_resolve_does_not_stop_it(
+    client: TestClient, settings: Settings
+) -> None:
+    store = JobStore(settings)
+    jobs.pending(store, "renamed.away", lane="sagemaker", payload={})  # its task is gone
+    job_id = submit(client)
+    assert completions.lane.sweep(0, now=later(1)) == {"error": 1, "success": 1}
+    assert store.get(job_id).status.value == "SUCCESS"

@@ -219,8 +219,11 @@ def test_template_declares_the_results_bucket(resources: dict[str, Any]) -> None
     props = bucket["Properties"]
     assert props["BucketName"] == {"Fn::Sub": "${AWS::StackName}-results-${AWS::AccountId}"}
     assert all(props["PublicAccessBlockConfiguration"].values())
-    (rule,) = props["LifecycleConfiguration"]["Rules"]
-    assert (rule["Prefix"], rule["ExpirationInDays"], rule["Status"]) == ("jobs/", 30, "Enabled")
+    rules = {r["Prefix"]: r for r in props["LifecycleConfiguration"]["Rules"]}
+    # Job artifacts and SageMaker's outputs live as long as job records; indexes stay.
+    assert set(rules) == {"jobs/", "sagemaker/"}
+    for rule in rules.values():
+        assert (rule["ExpirationInDays"], rule["Status"]) == (30, "Enabled")
 
 
 def test_template_api_function_gets_the_resource_names(resources: dict[str, Any]) -> None:
