@@ -152,17 +152,25 @@ def _dispatch(task: Any, pool: Any, hostname: str, batch: list[Any]) -> None:
             request.on_failure(exc_info, send_failed_event=True, return_ok=False)
 
     log.info("sending a batch of %d %s jobs to the pool", len(batch), task.name)
-    pool.apply_async(
-        run_in_pool,
-        args=(task, deliveries, hostname),
-        accept_callback=accepted,
-        timeout_callback=timed_out,
-        callback=returned,
-        error_callback=failed,
-        soft_timeout=task.soft_time_limit,
-        timeout=task.time_limit,
-        correlation_id=batch[0].id,
-    )
+    try:
+        pool.apply_async(
+            run_in_pool,
+            args=(task, deliveries, hostname),
+            accept_callback=accepted,
+            timeout_callback=timed_out,
+            callback=returned,
+            error_callback=failed,
+            soft_timeout=task.soft_time_limit,
+            timeout=task.time_limit,
+            correlation_id=batch[0].id,
+        )
+    except Exception:
+        # The pool refused the batch: hand every message back (it returns after its
+        # visibility timeout) rather than leave it reserved, unsettled, for ever.
+        log.exception("a batch of %d %s jobs could not be sent to the pool", len(batch), task.name)
+        for request in batch:
+            request.reject(requeue=False)
+            task_ready(request)
 
 
 def run_in_pool(task: Any, deliveries: list[tuple[str, Any, int]], hostname: str) -> list[bool]:
