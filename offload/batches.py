@@ -43,12 +43,22 @@ class BatchReport:
 
 
 def run_batch(
-    store: JobStore, spec: TaskSpec, deliveries: Sequence[Delivery], owner: str, lease_s: float
+    store: JobStore,
+    spec: TaskSpec,
+    deliveries: Sequence[Delivery],
+    owner: str,
+    lease_s: float,
+    *,
+    whole_batch: tuple[type[BaseException], ...] = (),
 ) -> BatchReport:
     """Claim, run and settle the deliveries of one batched task, as lease holder `owner`.
 
     Never raises for one job's sake: a delivery whose claim or record met an AWS outage
-    comes back busy (its message is kept, and delivered again)."""
+    comes back busy (its message is kept, and delivered again).
+
+    :param whole_batch: errors that are the batch's, not one input's (the runtime's time
+        limit): every job of the call fails with them, by its own policy, with no split
+        (halves would run on past the limit)."""
     if spec.batch is None:
         raise ValueError(f"task {spec.name} is not batched")
     outcomes: list[Outcome | None] = [None] * len(deliveries)
@@ -78,7 +88,7 @@ def run_batch(
             outcomes[index] = _settle(attempt, exc, store)
             continue
         ready.append((index, attempt, payload))
-    calls = _run(spec, store, ready, outcomes)
+    calls = _run(spec, store, ready, outcomes, whole_batch)
     if ready:
         metrics.count("BatchCalls", spec.name, spec.lane, calls)
         metrics.count("BatchedJobs", spec.name, spec.lane, len(ready))
@@ -90,6 +100,7 @@ def _run(
     store: JobStore,
     ready: list[tuple[int, Attempt, Any]],
     outcomes: list[Outcome | None],
+    whole_batch: tuple[type[BaseException], ...] = (),
 ) -> int:
     """Call the task on `ready`, splitting on failure; how many calls that took."""
     if not ready:
@@ -104,6 +115,11 @@ def _run(
                 f"for {len(ready)} jobs"
             )
     except Exception as exc:
+        if isinstance(exc, whole_batch):
+            log.warning("a batch of %d %s jobs stopped: %s", len(ready), spec.name, exc)
+            for index, attempt, _ in ready:
+                outcomes[index] = _settle(attempt, exc, store)
+            return 1
         if len(ready) == 1:
             index, attempt, _ = ready[0]
             log.info("job %s raised %s in a batch of one", attempt.job_id, type(exc).__name__)
@@ -118,8 +134,8 @@ def _run(
         )
         return (
             1
-            + _run(spec, store, ready[:half], outcomes)
-            + _run(spec, store, ready[half:], outcomes)
+            + _run(spec, store, ready[:half], outcomes, whole_batch)
+            + _run(spec, store, ready[half:], outcomes, whole_batch)
         )
     log.info(
         "a batch of %d %s jobs ran in %.3f s", len(ready), spec.name, time.monotonic() - started

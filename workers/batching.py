@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import signals
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.imports import symbol_by_name
 from celery.worker.request import create_request_cls
 from celery.worker.state import task_ready, task_reserved
@@ -182,7 +183,9 @@ def run_in_pool(task: Any, deliveries: list[tuple[str, Any, int]], hostname: str
     runtime = runtime_for(settings)
     owner = lease_owner(hostname, os.getpid())
     batch = [Delivery(job_id, payload, attempt) for job_id, payload, attempt in deliveries]
-    report = run_batch(runtime.store, spec, batch, owner, settings.lease_s)
+    report = run_batch(
+        runtime.store, spec, batch, owner, settings.lease_s, whole_batch=(SoftTimeLimitExceeded,)
+    )
     keep = []
     for delivery, outcome in zip(batch, report.outcomes, strict=True):
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -125,3 +126,24 @@ def test_a_batched_task_still_runs_as_a_single_job(settings: Settings) -> None:
 def test_batch_declarations_are_checked(lane: Any, batch: Batch, message: str) -> None:
     with pytest.raises(TaskDeclarationError, match=message):
         Catalog().task("x", lane=lane, payload=Word, timeout_s=5, batch=batch)(upper)
+
+
+class Stopped(Exception):
+    """Stands for the worker's soft time limit: an error of the batch, not of an input."""
+
+
+def test_an_error_of_the_whole_batch_fails_every_job_without_splitting(
+    settings: Settings,
+) -> None:
+    store = JobStore(settings)
+    batch = deliveries(store, ["a", "b", "c", "d"])
+    spec = catalog.get("b.upper")
+
+    def stopped(payloads: list[Word], ctxs: list[JobContext]) -> list[Any]:
+        calls.append([p.word for p in payloads])
+        raise Stopped("soft time limit")
+
+    stopping = replace(spec, fn=stopped)
+    report = run_batch(store, stopping, batch, owner="w/1", lease_s=60, whole_batch=(Stopped,))
+    assert report.calls == 1 and calls == [["a", "b", "c", "d"]]
+    assert [store.get(d.job_id).status for d in batch] == [JobStatus.RETRY] * 4
