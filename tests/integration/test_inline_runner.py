@@ -162,10 +162,10 @@ def test_a_job_that_cannot_end_before_the_deadline_spills_before_it_starts(
 def test_a_retry_that_cannot_end_before_the_deadline_spills_with_its_delay(
     settings: Settings, drain: Callable[[str], list[str]]
 ) -> None:
-    # Attempt 1 fits in 0.9 s and fails after 0.45 s; attempt 2 (limit 0.5 s) would not end
-    # in time.
-    payload = {"fail_times": 1, "sleep_s": 0.45}
-    (job,) = run_all(settings, [payload], within_s=0.9)
+    # Attempt 1 fits in 0.7 s and fails after 0.3 s (well inside its 0.5 s limit); attempt 2
+    # (0.5 s more) would not end in time.
+    payload = {"fail_times": 1, "sleep_s": 0.3}
+    (job,) = run_all(settings, [payload], within_s=0.7)
     assert (job.status, job.attempts) == (JobStatus.RETRY, 1)
     assert spilled(drain) == {job.job_id: {"payload": payload, "attempt": 2}}
 
@@ -173,7 +173,9 @@ def test_a_retry_that_cannot_end_before_the_deadline_spills_with_its_delay(
 def test_a_job_whose_wait_for_a_slot_ate_its_time_spills(
     settings: Settings, drain: Callable[[str], list[str]]
 ) -> None:
-    first, second = run_all(settings, [{"sleep_s": 0.4}, {}], concurrency=1, within_s=0.8)
+    # The second job may wait for the slot only 0.7 - 0.5 s (its limit) = 0.2 s; the first
+    # holds it 0.3 s, well inside its own 0.5 s limit even on a loaded machine.
+    first, second = run_all(settings, [{"sleep_s": 0.3}, {}], concurrency=1, within_s=0.7)
     assert first.status is JobStatus.SUCCESS
     assert (second.status, second.attempts) == (JobStatus.PENDING, 0)
     assert set(spilled(drain)) == {second.job_id}
