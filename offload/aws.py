@@ -89,6 +89,25 @@ def sns(settings: Settings | None = None) -> Any:
     return _cached("sns", settings or get_settings())
 
 
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """(bucket, key) of an `s3://bucket/key` URI."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def read_object(settings: Settings, bucket: str, key: str) -> bytes | None:
+    """An S3 object's bytes; None when there is no such object."""
+    with unavailable_as("S3"):
+        try:
+            response = s3(settings).get_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            if error_code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise
+        body: bytes = response["Body"].read()
+    return body
+
+
 def clear_clients() -> None:
     """Forget cached clients (tests switch endpoints between cases)."""
     _cached.cache_clear()

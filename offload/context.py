@@ -52,19 +52,7 @@ class JobContext:
 
     def get_artifact(self, name: str) -> bytes | None:
         """A file an earlier attempt stored under the job's prefix; None if there is none."""
-        from botocore.exceptions import ClientError
-
-        with aws.unavailable_as("S3"):
-            try:
-                response = aws.s3(self.settings).get_object(
-                    Bucket=self.settings.bucket_name(), Key=self.prefix + name
-                )
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                    return None
-                raise
-            body: bytes = response["Body"].read()
-            return body
+        return aws.read_object(self.settings, self.settings.bucket_name(), self.prefix + name)
 
     def put_artifact(self, name: str, body: bytes, content_type: str) -> str:
         """Store `body` under the job's prefix in the results bucket; returns its `s3://` URI."""

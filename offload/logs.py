@@ -9,6 +9,7 @@ here, so no module needs a special logger.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +41,13 @@ def log_context(*, job_id: str | None = None, request_id: str | None = None) -> 
     finally:
         for var, token in reversed(tokens):
             var.reset(token)
+
+
+def configure_on_lambda(service: str, level: str | int = "INFO") -> None:
+    """`configure`, on Lambda only: tests and tools that import a function's module keep
+    their own logging."""
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        configure(service, level)
 
 
 def configure(service: str, level: str | int = "INFO") -> None:

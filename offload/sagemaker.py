@@ -152,26 +152,17 @@ class SageMakerLane:
                 # said explicitly, since the sweep's patience is built on it.
                 RequestTTLSeconds=self.settings.sagemaker_request_ttl_s,
             )
-        now = utcnow()
-        sets = {
-            "attempts": {"N": str(attempt)},
-            "started_at": timestamp(now),
-            "lease_owner": {"S": f"sagemaker:{self.endpoint_name(spec)}"},
-            "input_location": {"S": input_location},
-            "output_location": {"S": response["OutputLocation"]},
-        }
-        if response.get("FailureLocation"):
-            sets["failure_location"] = {"S": response["FailureLocation"]}
         log.info("job %s attempt %d sent to %s", job.job_id, attempt, self.endpoint_name(spec))
         try:
-            return self.store.move(
+            return self._started(
                 job.job_id,
-                JobStatus.STARTED,
-                attempts=attempt - 1,
-                sources=frozenset({JobStatus.PENDING, JobStatus.RETRY}),
-                sets=sets,  # type: ignore[arg-type]
-                removes=("next_attempt_at", "lease_expires_at"),
-                now=now,
+                attempt,
+                {
+                    "input_location": input_location,
+                    "output_location": response["OutputLocation"],
+                    "failure_location": response.get("FailureLocation"),
+                    "lease_owner": f"sagemaker:{self.endpoint_name(spec)}",
+                },
             )
         except AwsUnavailable as exc:
             # SageMaker has it: the job must not be discarded as never sent. Its
@@ -231,21 +222,32 @@ class SageMakerLane:
         """Where attempt `attempt` of a job keeps its request."""
         return f"s3://{self.settings.bucket_name()}/jobs/{job_id}/sagemaker/{attempt}/input.json"
 
+    def _started(self, job_id: str, attempt: int, fields: dict[str, str | None]) -> Job:
+        """Record attempt `attempt` as sent to SageMaker, with `fields` (those not None)."""
+        now = utcnow()
+        sets: dict[str, Any] = {"attempts": {"N": str(attempt)}, "started_at": timestamp(now)}
+        sets.update({name: {"S": value} for name, value in fields.items() if value})
+        return self.store.move(
+            job_id,
+            JobStatus.STARTED,
+            attempts=attempt - 1,
+            sources=frozenset({JobStatus.PENDING, JobStatus.RETRY}),
+            sets=sets,
+            removes=("next_attempt_at", "lease_expires_at"),
+            now=now,
+        )
+
     def _record_started(self, job: Job, notification: Notification, attempt: int) -> Job:
         """A job invoked whose STARTED was never recorded (the store failed just then)."""
-        sets: dict[str, Any] = {"attempts": {"N": str(attempt)}, "started_at": timestamp(utcnow())}
-        for name in ("input_location", "output_location", "failure_location"):
-            value = getattr(notification, name)
-            if value:
-                sets[name] = {"S": value}
         try:
-            return self.store.move(
+            return self._started(
                 job.job_id,
-                JobStatus.STARTED,
-                attempts=attempt - 1,
-                sources=frozenset({JobStatus.PENDING, JobStatus.RETRY}),
-                sets=sets,
-                removes=("next_attempt_at",),
+                attempt,
+                {
+                    "input_location": notification.input_location,
+                    "output_location": notification.output_location,
+                    "failure_location": notification.failure_location,
+                },
             )
         except JobStateConflict as exc:
             return exc.current or job
@@ -288,7 +290,7 @@ class SageMakerLane:
         return InferenceFailed(f"{reason}: {detail}" if detail else reason)
 
     def _read(self, location: str) -> bytes:
-        bucket, _, key = location.removeprefix("s3://").partition("/")
+        bucket, key = aws.split_s3_uri(location)
         with aws.unavailable_as("S3"):
             body: bytes = aws.s3(self.settings).get_object(Bucket=bucket, Key=key)["Body"].read()
         return body
@@ -354,7 +356,7 @@ class SageMakerLane:
         """Whether an `s3://` object exists (an output or failure SageMaker wrote)."""
         if not location:
             return False
-        bucket, _, key = location.removeprefix("s3://").partition("/")
+        bucket, key = aws.split_s3_uri(location)
         with aws.unavailable_as("S3"):
             try:
                 aws.s3(self.settings).head_object(Bucket=bucket, Key=key)

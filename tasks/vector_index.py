@@ -19,7 +19,6 @@ import math
 import struct
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from offload import PermanentFailure, Settings, aws
 
@@ -113,9 +112,10 @@ def save(
 def load(settings: Settings, caller: str, name: str) -> VectorIndex:
     """The caller's index `name`; `IndexNotFound` when they have none of that name."""
     s3, bucket = aws.s3(settings), settings.bucket_name()
-    manifest = _get_json(s3, bucket, f"{index_prefix(caller, name)}manifest.json")
-    if manifest is None:
+    found = aws.read_object(settings, bucket, f"{index_prefix(caller, name)}manifest.json")
+    if found is None:
         raise IndexNotFound(f"no index named {name!r}: build it with embeddings.index first")
+    manifest = json.loads(found)
     dim, count = int(manifest["dim"]), int(manifest["count"])
     with aws.unavailable_as("S3"):
         blob = s3.get_object(Bucket=bucket, Key=manifest["vectors_key"])["Body"].read()
@@ -125,17 +125,6 @@ def load(settings: Settings, caller: str, name: str) -> VectorIndex:
     vectors = [list(flat[i * dim : (i + 1) * dim]) for i in range(count)]
     chunks = [Chunk(**chunk) for chunk in manifest["chunks"]]
     return VectorIndex(name, str(manifest["model"]), dim, chunks, vectors)
-
-
-def _get_json(s3: Any, bucket: str, key: str) -> Any:
-    with aws.unavailable_as("S3"):
-        try:
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except Exception as exc:
-            if aws.error_code(exc) in ("NoSuchKey", "404"):
-                return None
-            raise
-    return json.loads(body)
 
 
 def _dot_all(rows: list[list[float]], query: list[float]) -> list[float]:

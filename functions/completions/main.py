@@ -9,7 +9,6 @@ notification fails too, and ends there for an operator to read.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -46,8 +45,7 @@ def make_handler(lane: SageMakerLane) -> Callable[[dict[str, Any], Any], dict[st
 
 
 settings = get_settings()
-if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # on Lambda, not in tests that import this
-    logs.configure("offload-completions", settings.log_level)
+logs.configure_on_lambda("offload-completions", settings.log_level)
 lane = SageMakerLane(settings, JobStore(settings), tasks.catalog())
 
 

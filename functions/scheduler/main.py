@@ -8,7 +8,6 @@ SageMaker wrote (`offload.sagemaker.SageMakerLane.sweep`).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import tasks
@@ -18,8 +17,7 @@ from offload.settings import get_settings
 from offload.store import JobStore
 
 settings = get_settings()
-if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # on Lambda, not in tests that import this
-    logs.configure("offload-scheduler", settings.log_level)
+logs.configure_on_lambda("offload-scheduler", settings.log_level)
 lane = SageMakerLane(settings, JobStore(settings), tasks.catalog())
 
 
