@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import IO
 
 import tasks
-from infra.llm_local import LocalLlm
+from infra.llm_local import LocalLlm, tgi_answer
 from infra.local_events import LocalEvents
 from infra.local_stack import Clients, provision, wait_for_endpoint
 from offload.settings import QueueLane, Settings
+from tasks import llm
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -137,7 +138,9 @@ class LocalSystem:
             stack = provision(self.settings())
             if self.visibility_timeout_s is not None:
                 _set_visibility(self.settings(), stack.queues.values(), self.visibility_timeout_s)
-            self.events = LocalEvents(self.settings(), tasks.catalog()).start()
+            self.events = LocalEvents(
+                self.settings(), tasks.catalog(), models={llm.ENDPOINT: tgi_answer}
+            ).start()
             self._spawn(
                 "api",
                 [

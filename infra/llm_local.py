@@ -45,6 +45,12 @@ def extractive_answer(prompt: str) -> str:
     return best if best_score > 0 else "I do not know: the passages do not say."
 
 
+def tgi_answer(request: dict[str, Any]) -> list[dict[str, str]]:
+    """What a TGI container's endpoint would answer to `llm.generate`'s request, made
+    extractively (the local stack's stand-in for `<stack>-llm`)."""
+    return [{"generated_text": extractive_answer(str(request.get("inputs", "")))}]
+
+
 class LocalLlm:
     """The server, on 127.0.0.1 (port 0: any free one). `base_url` ends in /v1."""
 

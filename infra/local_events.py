@@ -7,7 +7,9 @@ thread here:
 
 - posts, for each sagemaker job whose invocation has an output object, the notification
   SageMaker would post to the success topic (its documented shape); SNS then delivers it to
-  the completions queue, as on AWS;
+  the completions queue, as on AWS. For an endpoint it has a local model of (`models`:
+  the `llm` endpoint answers like a TGI container, extractively), it first replaces moto's
+  canned output with that model's answer to the stored input;
 - polls the completions queue and hands its messages to `functions.completions` in SQS
   event batches, deleting those the handler did not report as failed (a failed one returns
   after its visibility timeout, and goes to the DLQ after five tries, as on AWS);
@@ -20,6 +22,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -65,6 +68,7 @@ class LocalEvents:
     :param catalog: the tasks (the completions handler settles by their policies).
     :param interval_s: how often it looks for work.
     :param sweep_every_s: how often the sweep runs.
+    :param models: by endpoint (as tasks name it), what it answers to a request.
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class LocalEvents:
         catalog: Catalog,
         interval_s: float = 0.5,
         sweep_every_s: float = 60.0,
+        models: Mapping[str, Callable[[Any], Any]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = JobStore(settings)
@@ -80,6 +85,7 @@ class LocalEvents:
         self.handler = make_handler(self.lane)
         self.interval_s = interval_s
         self.sweep_every_s = sweep_every_s
+        self.models = dict(models or {})
         self._notified: set[str] = set()  # input locations already notified
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="offload-local-events", daemon=True)
@@ -120,6 +126,9 @@ class LocalEvents:
             ):
                 continue
             spec = self.lane.catalog.get(job.task)
+            model = self.models.get(spec.endpoint or "")
+            if model is not None:
+                self._answer(job, model)
             message = success_notification(job, self.lane.endpoint_name(spec))
             with aws.unavailable_as("SNS"):
                 aws.sns(self.settings).publish(
@@ -129,6 +138,22 @@ class LocalEvents:
             self._notified.add(job.input_location)
             posted += 1
         return posted
+
+    def _answer(self, job: Job, model: Callable[[Any], Any]) -> None:
+        """Write the model's answer to the job's input as its output object."""
+        assert job.input_location is not None and job.output_location is not None
+        s3 = aws.s3(self.settings)
+        bucket, key = aws.split_s3_uri(job.input_location)
+        with aws.unavailable_as("S3"):
+            request = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        bucket, key = aws.split_s3_uri(job.output_location)
+        with aws.unavailable_as("S3"):
+            s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=json.dumps(model(request)).encode(),
+                ContentType="application/json",
+            )
 
     def deliver(self) -> int:
         """One SQS event batch from the completions queue to the handler; its size."""

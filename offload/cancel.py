@@ -3,14 +3,17 @@
 A PENDING or RETRY job becomes REVOKED in one conditional write, so no delivery can start
 it afterwards. A STARTED job is flagged; its task learns at its next progress report (the
 report fails with `JobRevoked`), or its worker's heartbeat stops it, whichever comes first.
+A started job that no worker holds (an inference on an endpoint, or a job parked while a
+job of its own runs) is REVOKED at once; a job waiting for it is woken.
 """
 
 from __future__ import annotations
 
 from offload import items
-from offload.errors import JobStateConflict
+from offload.errors import JobNotFound, JobStateConflict
 from offload.job import Job, JobStatus, utcnow
 from offload.store import JobStore
+from offload.waiting import wake_parent, waits_for
 
 _NOT_STARTED = frozenset({JobStatus.PENDING, JobStatus.RETRY})
 
@@ -19,7 +22,7 @@ def request_cancel(store: JobStore, job_id: str) -> Job:
     """Revoke the job, or flag it if it runs; `JobStateConflict` if it has already ended."""
     while True:
         try:
-            return store.move(
+            revoked = store.move(
                 job_id,
                 JobStatus.REVOKED,
                 attempts=None,
@@ -28,16 +31,41 @@ def request_cancel(store: JobStore, job_id: str) -> Job:
                 removes=("next_attempt_at",),
                 terminal=True,
             )
+            wake_parent(store, revoked)
+            return revoked
         except JobStateConflict as conflict:
             current = conflict.current
             if current is None or current.status is not JobStatus.STARTED:
                 raise  # gone, or ended: nothing to cancel
         try:
-            return _flag(store, job_id)
+            flagged = _flag(store, job_id)
         except JobStateConflict as conflict:
             if conflict.current is None or conflict.current.status.terminal:
                 raise
             # It moved back to RETRY between the two writes: revoke it from there.
+            continue
+        child_id = waits_for(flagged)
+        if child_id is None and flagged.lane != "sagemaker":
+            return flagged  # its worker stops it
+        return _revoke_unheld(store, flagged, child_id)
+
+
+def _revoke_unheld(store: JobStore, job: Job, child_id: str | None) -> Job:
+    """A started job no worker holds: parked while a job of its own runs
+    (offload.waiting), or an inference on an endpoint, which cannot be stopped. It is
+    REVOKED now (a late result is dropped), and the job it waits for is cancelled too."""
+    try:
+        revoked = revoke_running(store, job.job_id, job.attempts)
+    except JobStateConflict as conflict:
+        # Resumed or settled meanwhile: a resumed one stops at its next report or beat.
+        return conflict.current or job
+    wake_parent(store, revoked)
+    if child_id is not None:
+        try:
+            request_cancel(store, child_id)
+        except (JobStateConflict, JobNotFound):
+            pass  # it ended already
+    return revoked
 
 
 def revoke_running(store: JobStore, job_id: str, attempt: int) -> Job:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from offload import aws
-from offload.errors import JobRevoked, JobStateConflict
-from offload.job import Progress
+from offload.errors import JobRevoked, JobStateConflict, WaitingForJob
+from offload.job import Job, Progress
 from offload.settings import Settings
 from offload.store import JobStore
+
+if TYPE_CHECKING:
+    from offload.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,8 @@ class JobContext:
     previous_attempts: int = 0
     # Whose job it is (known once claimed): what the job makes for its caller, it keeps apart.
     caller: str = "local"
+    # The tasks `submit_job` may submit: the process catalog unless a test brings its own.
+    catalog: Catalog | None = field(default=None, repr=False)
 
     def progress(self, percent: float, message: str = "") -> None:
         """Report how far the task has come; clients see it at `GET /jobs/{id}`.
@@ -63,3 +69,18 @@ class JobContext:
                 Bucket=bucket, Key=key, Body=body, ContentType=content_type
             )
         return f"s3://{bucket}/{key}"
+
+    def submit_job(self, step: str, task: str, payload: Any) -> Job:
+        """Submit a job of `task` that does step `step` of this attempt (once: asked again
+        by the same attempt, e.g. after a wait, it is the same job), owned by this job's
+        caller. Wait for it with `wait_for`."""
+        from offload.catalog import CATALOG
+        from offload.waiting import submit_job
+
+        return submit_job(self, step, task, payload, self.catalog or CATALOG)
+
+    def wait_for(self, job: Job) -> NoReturn:
+        """Give the worker back until `job` (from `submit_job`) ends; the task then runs
+        again from its start, as the same attempt. Keep finished steps (`put_artifact`)
+        so that the second run skips them. Only unbatched cpu and gpu tasks can wait."""
+        raise WaitingForJob(self.job_id, job.job_id, self.settings.wait_recheck_s)

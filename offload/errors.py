@@ -122,6 +122,21 @@ class PermanentFailure(OffloadError):
     """Raised by a task for an error no retry can fix: the job fails at once."""
 
 
+class WaitingForJob(PermanentFailure):
+    """Raised by a queue-lane task (`JobContext.wait_for`) to give its worker back while a
+    job it submitted runs elsewhere; the job resumes, as the same attempt, once that job ends.
+
+    A permanent failure where a lane cannot park a job (inline, a batch): nothing there
+    would resume it."""
+
+    def __init__(self, job_id: str, child_id: str, recheck_s: float) -> None:
+        self.child_id = child_id
+        self.recheck_s = recheck_s
+        super().__init__(
+            f"job {job_id} waits for job {child_id}; only unbatched cpu and gpu tasks may wait"
+        )
+
+
 class JobRevoked(OffloadError):
     """Raised inside a running task at its next progress report once cancellation is asked."""
 

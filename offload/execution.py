@@ -21,11 +21,19 @@ from offload.backoff import retry_delay
 from offload.cancel import revoke_running
 from offload.catalog import TaskSpec
 from offload.context import JobContext
-from offload.errors import InvalidPayload, JobRevoked, JobStateConflict, PermanentFailure
-from offload.job import JobError, JobStatus, utcnow
+from offload.errors import (
+    AwsUnavailable,
+    InvalidPayload,
+    JobRevoked,
+    JobStateConflict,
+    PermanentFailure,
+    WaitingForJob,
+)
+from offload.job import Job, JobError, JobStatus, utcnow
 from offload.leases import Claim, Verdict, claim
 from offload.logs import log_context
 from offload.store import JobStore
+from offload.waiting import park, wake, wake_parent
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +65,8 @@ class Outcome:
     wait_s: float | None = None
     # An inline job handed to the spill lane's workers instead of running here.
     spilled: bool = False
+    # The attempt parked until this job ends; `wait_s` says when it looks again regardless.
+    waits_for: str | None = None
 
 
 def describe_error(exc: BaseException) -> JobError:
@@ -164,14 +174,43 @@ class Attempt:
         """Record SUCCESS."""
         with self.logged():
             try:
-                self.store.succeed(self.job_id, self.attempt, result)
+                job = self.store.succeed(self.job_id, self.attempt, result)
             except JobStateConflict as exc:
                 log.warning(
                     "result of job %s attempt %d refused: %s", self.job_id, self.attempt, exc
                 )
                 return Outcome(None)
             self._measure("JobsSucceeded")
+            self._ended(job)
             return Outcome(JobStatus.SUCCESS, attempt=self.attempt)
+
+    def parked(self, wait: WaitingForJob) -> Outcome:
+        """Give the worker back until the job `wait` names ends (offload.waiting)."""
+        with self.logged():
+            try:
+                park(
+                    self.store, self.job_id, self.attempt, self.owner, wait.child_id, wait.recheck_s
+                )
+                # It may have ended between the task's look and the park, too early to
+                # find this job waiting: then this job is due at once.
+                if self.store.get(wait.child_id).status.terminal:
+                    wake(self.store, self.job_id, wait.child_id)
+                    return Outcome(None, attempt=self.attempt, wait_s=0, waits_for=wait.child_id)
+            except JobStateConflict as exc:
+                log.warning("job %s attempt %d not parked: %s", self.job_id, self.attempt, exc)
+                return Outcome(None)
+            except AwsUnavailable:
+                # Parked, or not: either way the recheck message resumes it.
+                log.warning(
+                    "job %s: could not tell whether job %s ended", self.job_id, wait.child_id
+                )
+            log.info("job %s attempt %d waits for job %s", self.job_id, self.attempt, wait.child_id)
+        return Outcome(None, attempt=self.attempt, wait_s=wait.recheck_s, waits_for=wait.child_id)
+
+    def _ended(self, job: Job) -> None:
+        """A job has ended: wake the job that waits for it, if one does."""
+        if job.parent_id is not None:
+            wake_parent(self.store, job)
 
     def failed(self, exc: BaseException, *, max_delay_s: float | None = None) -> Outcome:
         """Record RETRY with the next attempt's time, or FAILURE when no attempt is left
@@ -199,16 +238,17 @@ class Attempt:
     def _failed(self, exc: BaseException, max_delay_s: float | None) -> Outcome:
         if isinstance(exc, JobRevoked):
             try:
-                revoke_running(self.store, self.job_id, self.attempt)
+                job = revoke_running(self.store, self.job_id, self.attempt)
             except JobStateConflict as conflict:
                 log.warning("revocation of job %s not recorded: %s", self.job_id, conflict)
                 return Outcome(None)
+            self._ended(job)
             return Outcome(JobStatus.REVOKED, attempt=self.attempt)
         error = describe_error(exc)
         retryable = not isinstance(exc, _PERMANENT) and self.attempt < self.spec.max_attempts
         try:
             if not retryable:
-                self.store.fail(self.job_id, self.attempt, error)
+                self._ended(self.store.fail(self.job_id, self.attempt, error))
                 return Outcome(JobStatus.FAILURE, attempt=self.attempt, error=error)
             delay = retry_delay(self.attempt, self.spec.backoff_s, self.spec.backoff_max_s)
             if max_delay_s is not None:
@@ -226,6 +266,8 @@ class Attempt:
             return not_run(claimed)
         try:
             result = self.invoke()
+        except WaitingForJob as wait:
+            return self.parked(wait)
         except Exception as exc:
             with self.logged():
                 log.info(

@@ -78,7 +78,7 @@ def to_item(job: Job) -> dict[str, AttributeValueTypeDef]:
     if job.lane == "sagemaker" and not job.status.terminal:
         # The sweep's sparse index: sagemaker jobs until they end (store.move removes it).
         item["inflight"] = {"S": job.lane}
-    for name in ("input_location", "output_location", "failure_location"):
+    for name in ("input_location", "output_location", "failure_location", "parent_id"):
         value = getattr(job, name)
         if value is not None:
             item[name] = {"S": value}

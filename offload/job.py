@@ -122,6 +122,8 @@ class Job(BaseModel):
     input_location: str | None = Field(default=None, exclude=True)
     output_location: str | None = Field(default=None, exclude=True)
     failure_location: str | None = Field(default=None, exclude=True)
+    # The job that submitted this one and waits for it to end (`JobContext.submit_job`).
+    parent_id: str | None = Field(default=None, exclude=True)
 
     def view(self) -> dict[str, Any]:
         """The JSON shape of DESIGN.md's contract."""

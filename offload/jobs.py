@@ -73,8 +73,11 @@ class Jobs:
         payload: BaseModel | dict[str, Any],
         *,
         idempotency_key: str | None = None,
+        parent_id: str | None = None,
     ) -> Job:
         """Create the job and dispatch it to its task's lane; returns it as PENDING.
+
+        `parent_id`: the job that submits this one and waits for it (woken when it ends).
 
         Raises `UnknownTask`, `InvalidPayload` or `PayloadTooLarge` before anything is stored, and
         `AwsUnavailable` when the job could not be stored or dispatched (then no job remains).
@@ -85,6 +88,7 @@ class Jobs:
         if size > self.store.settings.max_payload_bytes:
             raise PayloadTooLarge(size, self.store.settings.max_payload_bytes)
         job = self._new_job(spec, data, idempotency_key)
+        job.parent_id = parent_id
         try:
             await asyncio.to_thread(self.store.create, job)
         except JobAlreadyExists:

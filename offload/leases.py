@@ -17,6 +17,7 @@ from offload.cancel import revoke_running
 from offload.errors import JobStateConflict
 from offload.job import Job, JobError, JobStatus, utcnow
 from offload.store import JobStore
+from offload.waiting import resume, waits_for
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -107,6 +108,9 @@ def _act(
             due_by=now + _CLOCK_SLACK if job.status is JobStatus.RETRY else None,
         )
         return Claim(Verdict.RUN, done + 1, started)
+    child_id = waits_for(job)
+    if child_id is not None:
+        return _parked(store, job, child_id, owner, lease_s, now)
     # STARTED: someone claimed it. Their lease says whether they are still alive.
     if job.lease_expires_at is not None and job.lease_expires_at > now:
         return Claim(Verdict.BUSY, attempt, job, f"{job.lease_owner} holds the lease")
@@ -132,6 +136,22 @@ def _act(
         note=lost,
     )
     return Claim(Verdict.RUN, done + 1, taken, f"took over from {job.lease_owner}")
+
+
+def _parked(
+    store: JobStore, job: Job, child_id: str, owner: str, lease_s: float, now: datetime
+) -> Claim:
+    """A job parked until job `child_id` ends (offload.waiting): resume the same attempt
+    once its wait is due (woken, or its recheck time), or wait until then."""
+    if job.cancel_requested:
+        revoked = revoke_running(store, job.job_id, job.attempts)
+        return Claim(Verdict.SKIP, job.attempts, revoked, "cancelled while it waited")
+    due = job.lease_expires_at
+    if due is not None and due > now + _CLOCK_SLACK:
+        wait_s = (due - now).total_seconds()
+        return Claim(Verdict.WAIT, job.attempts, job, f"waits for job {child_id}", wait_s=wait_s)
+    resumed = resume(store, job, owner, lease_s)
+    return Claim(Verdict.RUN, job.attempts, resumed, f"resumed after waiting for job {child_id}")
 
 
 def begin(

@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     llm_api_key: str | None = Field(default=None, repr=False)
     llm_timeout_s: float = Field(default=60.0, gt=0)
 
+    # rag.answer's generation: on the OpenAI-compatible endpoint above, or as an
+    # `llm.generate` job on the sagemaker lane (the gpu worker is free while it runs).
+    rag_generation: Literal["endpoint", "sagemaker"] = "endpoint"
+    # A job waiting for another one it submitted looks again this often even if nobody
+    # wakes it (the other job's end wakes it at once, unless that wake-up is lost).
+    wait_recheck_s: float = Field(default=300.0, ge=1, le=900)
+
     # Level of the JSON log lines of the API and the workers.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

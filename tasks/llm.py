@@ -20,6 +20,8 @@ from offload import JobContext, PermanentFailure, Settings, task
 
 log = logging.getLogger(__name__)
 
+# The sagemaker lane's generation endpoint: `<stack>-llm`.
+ENDPOINT = "llm"
 # Tries of one generation call, and the pause before each retry.
 RETRY_PAUSES_S = (1.0, 3.0)
 
@@ -115,17 +117,35 @@ class Generate(BaseModel):
 @task(
     "llm.generate",
     lane="sagemaker",
-    endpoint="llm",
+    endpoint=ENDPOINT,
     payload=Generate,
     max_attempts=2,
     timeout_s=900,
 )
 def generate(payload: Generate, ctx: JobContext) -> dict[str, Any]:
     """Generate text on the SageMaker async endpoint `<stack>-llm` (a TGI/LMI container)."""
-    parameters: dict[str, Any] = {"max_new_tokens": payload.max_new_tokens}
+    # The new text only, not the prompt before it (the toolkit's pipelines echo it otherwise).
+    parameters: dict[str, Any] = {
+        "max_new_tokens": payload.max_new_tokens,
+        "return_full_text": False,
+    }
     if payload.temperature > 0:  # TGI refuses a temperature of 0: greedy is no sampling
         parameters.update(do_sample=True, temperature=payload.temperature)
     else:
         parameters["do_sample"] = False
     # The Hugging Face containers' request shape; their answer is stored as the result.
     return {"inputs": payload.prompt, "parameters": parameters}
+
+
+def generated_text(result: Any) -> str:
+    """The text of a generation endpoint's answer: TGI's `[{"generated_text": ...}]`,
+    LMI's `{"generated_text": ...}`, or an OpenAI-style `choices` list."""
+    first = result[0] if isinstance(result, list) and result else result
+    if isinstance(first, dict):
+        text = first.get("generated_text")
+        if text is None and isinstance(first.get("choices"), list) and first["choices"]:
+            choice = first["choices"][0]
+            text = (choice.get("message") or {}).get("content") or choice.get("text")
+        if isinstance(text, str):
+            return text
+    raise GenerationRefused(f"the endpoint's answer holds no generated text: {result!r:.300}")

@@ -13,11 +13,11 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from offload import JobContext, task
+from offload import JobContext, JobStatus, task
 from tasks import llm, vector_index
 from tasks.embeddings import IndexName, embed_texts, load_model
 
@@ -46,6 +46,11 @@ class Ask(BaseModel):
     question: str = Field(min_length=1, max_length=2000)
     top_k: int = Field(default=8, ge=1, le=50, description="chunks retrieved by similarity")
     passages: int = Field(default=3, ge=1, le=10, description="reranked chunks the model reads")
+    generation: Literal["endpoint", "sagemaker"] | None = Field(
+        default=None,
+        description="where the answer is written: the OpenAI-compatible endpoint or the "
+        "sagemaker lane's llm.generate; default OFFLOAD_RAG_GENERATION",
+    )
 
 
 class Source(BaseModel):
@@ -80,7 +85,8 @@ def answer(payload: Ask, ctx: JobContext) -> Answer:
     steps = Steps(ctx)
     hits = steps.run("retrieve", 10, lambda: retrieve(ctx, payload))
     ranked = steps.run("rerank", 30, lambda: rerank(payload.question, hits, payload.passages))
-    generated = steps.run("generate", 90, lambda: generate(ctx, payload.question, ranked))
+    where = payload.generation or ctx.settings.rag_generation
+    generated = steps.run("generate", 90, lambda: generate(ctx, payload.question, ranked, where))
     sources = [
         Source(n=i + 1, doc_id=h["doc_id"], chunk=h["n"], score=round(h["score"], 4))
         for i, h in enumerate(ranked)
@@ -130,17 +136,41 @@ def rerank(question: str, hits: list[dict[str, Any]], keep: int) -> list[dict[st
     return [{**hit, "score": score(hit)} for hit in ranked]
 
 
-def generate(ctx: JobContext, question: str, passages: list[dict[str, Any]]) -> dict[str, Any]:
-    """The model's answer from the numbered passages."""
+def generate(
+    ctx: JobContext,
+    question: str,
+    passages: list[dict[str, Any]],
+    where: Literal["endpoint", "sagemaker"] = "endpoint",
+) -> dict[str, Any]:
+    """The model's answer from the numbered passages, written `where`."""
     context = "\n\n".join(f"[{i + 1}] ({p['doc_id']}) {p['text']}" for i, p in enumerate(passages))
+    user = f"Passages:\n{context}\n\nQuestion: {question}"
+    if where == "sagemaker":
+        return generate_on_sagemaker(ctx, f"{SYSTEM_PROMPT}\n\n{user}\n\nAnswer:")
     completion = llm.chat(
         ctx.settings,
-        [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": f"Passages:\n{context}\n\nQuestion: {question}"},
-        ],
+        [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}],
     )
     return {"text": completion.text, "model": completion.model}
+
+
+def generate_on_sagemaker(ctx: JobContext, prompt: str) -> dict[str, Any]:
+    """The answer of an `llm.generate` job on the sagemaker lane. While it runs, this job
+    waits without its worker (the gpu stays free for other jobs) and then runs again; the
+    steps before are kept, so it comes straight back here and finds the job ended."""
+    job = ctx.submit_job(
+        "generate", "llm.generate", llm.Generate(prompt=prompt, max_new_tokens=512)
+    )
+    if not job.status.terminal:
+        ctx.wait_for(job)
+    if job.status is not JobStatus.SUCCESS:
+        error = f"{job.error.type}: {job.error.message}" if job.error else job.status.value
+        # This attempt fails; the next one submits a new generation job.
+        raise llm.GenerationUnavailable(
+            f"generation job {job.job_id} ended {job.status.value}: {error}"
+        )
+    endpoint = f"{ctx.settings.stack_name}-{llm.ENDPOINT}"
+    return {"text": llm.generated_text(job.result), "model": f"sagemaker:{endpoint}"}
 
 
 def _terms(text: str) -> set[str]:

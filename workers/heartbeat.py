@@ -21,6 +21,7 @@ from offload.errors import AwsUnavailable, JobStateConflict
 from offload.job import JobStatus
 from offload.settings import Settings
 from offload.store import JobStore
+from offload.waiting import waits_for
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,11 @@ class Heartbeat:
         job = conflict.current
         if job is None or job.status.terminal or request.id not in self._held:
             return  # finished, or never ours (the delivery found the job busy elsewhere)
-        if job.status is not JobStatus.STARTED or job.lease_owner == owner:
+        if (
+            job.status is not JobStatus.STARTED
+            or job.lease_owner == owner
+            or waits_for(job) is not None  # the task parked its own attempt, then returned
+        ):
             # Our attempt ended (RETRY recorded) while the process goes on, e.g. with the rest
             # of a batch: nobody else runs the job, so nothing may be killed for it.
             self._held.discard(request.id)

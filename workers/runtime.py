@@ -64,7 +64,7 @@ class Runtime:
             job_id,
             spec.name,
             attempt,
-            outcome.status.value if outcome.status else ("busy" if outcome.busy else "dropped"),
+            _said(outcome),
         )
         if outcome.status is JobStatus.FAILURE:
             self._bury(spec, job_id, payload, outcome)
@@ -135,6 +135,14 @@ class Runtime:
         except AwsUnavailable as exc:
             # The job is FAILURE in the store all the same; only the replay handle is missing.
             log.error("job %s failed but could not be dead-lettered: %s", job_id, exc)
+
+
+def _said(outcome: Outcome) -> str:
+    if outcome.status is not None:
+        return outcome.status.value
+    if outcome.waits_for is not None:
+        return f"waits for job {outcome.waits_for}"
+    return "busy" if outcome.busy else "dropped"
 
 
 @lru_cache(maxsize=1)

@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import submit
+from infra.dev import LocalSystem
+from tests.e2e.conftest import logs_of, submit
 from tests.integration.test_rag import DOCUMENTS
 
 pytestmark = pytest.mark.e2e
@@ -27,3 +28,23 @@ def test_a_question_is_answered_from_the_documents_indexed_on_the_gpu_worker(
     assert "five business days" in done["result"]["answer"]
     assert done["result"]["sources"][0]["doc_id"] == "refunds"
     assert done["result"]["model"] == "offload-local-extractive"
+
+
+def test_an_answer_generated_on_the_sagemaker_lane_frees_the_gpu_worker_meanwhile(
+    api: httpx.Client, wait_for: Callable[..., dict[str, Any]], system: LocalSystem
+) -> None:
+    built = submit(api, "embeddings.index", {"name": "e2e-ship", "documents": DOCUMENTS})
+    assert wait_for(built["job_id"], timeout_s=120)["status"] == "SUCCESS"
+    question = {"index": "e2e-ship", "question": "Where do orders ship from?"}
+    asked = submit(api, "rag.answer", {**question, "generation": "sagemaker"})
+    done = wait_for(asked["job_id"], timeout_s=120)
+    assert done["status"] == "SUCCESS", done
+    assert "Rotterdam" in done["result"]["answer"]
+    assert done["result"]["model"] == "sagemaker:offload-llm"
+    assert done["attempts"] == 1
+    generated = api.get("/jobs", params={"task": "llm.generate"}).json()["jobs"]
+    assert any(job["status"] == "SUCCESS" for job in generated)
+    # The gpu worker gave the job back while the endpoint generated, then resumed it.
+    assert f"job {asked['job_id']} (rag.answer) delivery of attempt 1: waits for job" in logs_of(
+        system
+    )

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from offload import leases
+from offload import leases, waiting
 from offload.job import JobError, utcnow
 from offload.settings import Settings
 from offload.store import JobStore
@@ -73,3 +73,18 @@ def test_a_job_taken_over_by_another_worker_stops_this_run(
     )
     beat.beat()
     assert child.wait(timeout=5) == -9
+
+
+def test_a_job_its_task_parked_does_not_kill_its_process(
+    settings: Settings, child: subprocess.Popen[bytes]
+) -> None:
+    # The task submitted a job and waits for it without its worker (offload.waiting): the
+    # lease is no longer this process's, but nobody else runs the job.
+    store = JobStore(settings)
+    job_id, request = running(store, child.pid)
+    beat = Heartbeat(settings, pool=None, requests=lambda: [request])
+    beat.beat()
+    waiting.park(store, job_id, 1, lease_owner("host", child.pid), "child-job", 300)
+    beat.beat()
+    with pytest.raises(subprocess.TimeoutExpired):
+        child.wait(timeout=1)

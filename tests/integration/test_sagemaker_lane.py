@@ -110,7 +110,7 @@ def test_submit_invokes_the_endpoint_with_the_request_stored_under_the_job(
     )
     assert json.loads(read(settings, job.input_location)) == {
         "inputs": "Tell me a joke",
-        "parameters": {"max_new_tokens": 256, "do_sample": False},
+        "parameters": {"max_new_tokens": 256, "return_full_text": False, "do_sample": False},
     }
     assert job.output_location and job.failure_location
 
@@ -161,12 +161,15 @@ def test_a_notification_for_an_unknown_job_is_dropped(client: TestClient) -> Non
     assert deliver(sns_envelope(stranger)) == {"batchItemFailures": []}
 
 
-def test_a_job_cancelled_while_it_infers_ends_revoked(
+def test_a_job_cancelled_while_it_infers_ends_revoked_at_once(
     client: TestClient, settings: Settings
 ) -> None:
     job = JobStore(settings).get(submit(client))
-    assert client.post(f"/jobs/{job.job_id}/cancel").status_code == 202
-    deliver(sns_envelope(notification(job)))
+    # An inference cannot be stopped, and no worker holds the job: it ends now.
+    cancelled = client.post(f"/jobs/{job.job_id}/cancel")
+    assert (cancelled.status_code, cancelled.json()["status"]) == (202, "REVOKED")
+    # Its output, when it comes, is dropped.
+    assert deliver(sns_envelope(notification(job))) == {"batchItemFailures": []}
     assert client.get(f"/jobs/{job.job_id}").json()["status"] == "REVOKED"
 
 
