@@ -13,7 +13,7 @@ from offload import items
 from offload.errors import JobNotFound, JobStateConflict
 from offload.job import Job, JobStatus, utcnow
 from offload.store import JobStore
-from offload.waiting import wake_parent, waits_for
+from offload.waiting import waits_for, wake_parent
 
 _NOT_STARTED = frozenset({JobStatus.PENDING, JobStatus.RETRY})
 
