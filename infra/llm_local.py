@@ -12,6 +12,7 @@ import json
 import re
 import threading
 import time
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -55,7 +56,8 @@ class LocalLlm:
     """The server, on 127.0.0.1 (port 0: any free one). `base_url` ends in /v1."""
 
     def __init__(self, port: int = 0) -> None:
-        self.requests: list[dict[str, Any]] = []
+        # The latest requests, for tests to read (bounded: `make dev` runs for days).
+        self.requests: deque[dict[str, Any]] = deque(maxlen=1000)
         self._failures: list[int] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))

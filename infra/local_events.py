@@ -118,7 +118,10 @@ class LocalEvents:
         """Post the notifications of finished invocations; how many."""
         posted = 0
         soon = datetime.now(UTC) + timedelta(seconds=1)
-        for job in self.store.in_flight("sagemaker", soon):
+        in_flight = self.store.in_flight("sagemaker", soon)
+        # Forget the jobs that have ended: the set stays as small as the work in flight.
+        self._notified &= {job.input_location for job in in_flight if job.input_location}
+        for job in in_flight:
             if job.status is not JobStatus.STARTED or not job.input_location:
                 continue
             if job.input_location in self._notified or not self.lane.object_exists(

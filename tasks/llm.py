@@ -74,6 +74,7 @@ def chat(
 
 def _call(settings: Settings, body: dict[str, Any]) -> Completion:
     # Imported here: the API imports every task module, and its cold start is budgeted.
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -92,10 +93,11 @@ def _call(settings: Settings, body: dict[str, Any]) -> Completion:
             data = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         detail = exc.read()[:500].decode(errors="replace")
-        if exc.code == 429 or exc.code >= 500:
+        if exc.code in (408, 429) or exc.code >= 500:
             raise GenerationUnavailable(f"{exc.code} from the endpoint: {detail}") from None
         raise GenerationRefused(f"the endpoint refused the request: {exc.code} {detail}") from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as exc:
+        # HTTPException: a connection cut mid-answer (IncompleteRead, RemoteDisconnected).
         raise GenerationUnavailable(f"endpoint unreachable: {exc}") from None
     except ValueError as exc:
         raise GenerationUnavailable(f"the endpoint's answer is not JSON: {exc}") from None
@@ -103,7 +105,10 @@ def _call(settings: Settings, body: dict[str, Any]) -> Completion:
         text = data["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
         raise GenerationUnavailable(f"no choices in the endpoint's answer: {data!r:.300}") from None
-    return Completion(str(text), str(data.get("model", body["model"])), data.get("usage") or {})
+    if not isinstance(text, str):
+        # null content: a refusal or a tool call, not an answer; another try may give one.
+        raise GenerationUnavailable(f"the endpoint's answer has no text: {data!r:.300}")
+    return Completion(text, str(data.get("model", body["model"])), data.get("usage") or {})
 
 
 class Generate(BaseModel):

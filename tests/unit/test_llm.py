@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -64,3 +69,78 @@ def test_no_endpoint_is_a_clear_permanent_failure() -> None:
 
 def test_the_stand_in_says_when_the_passages_do_not_answer() -> None:
     assert extractive_answer("[1] Cats sleep.\n\nQuestion: tax rates?").startswith("I do not")
+
+
+def test_a_request_timeout_is_transient(server: LocalLlm) -> None:
+    server.fail_next(3, status=408)
+    with pytest.raises(llm.GenerationUnavailable, match="408"):
+        ask(server.base_url)
+    assert len(server.requests) == 3
+
+
+@contextmanager
+def answering(raw: bytes) -> Iterator[str]:
+    """A server that answers every POST with these bytes, as they are; its /v1 URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.wfile.write(raw)
+            self.close_connection = True
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def http_200(body: bytes, length: int | None = None) -> bytes:
+    head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    head += f"Content-Length: {length or len(body)}\r\n\r\n"
+    return head.encode() + body
+
+
+def test_an_answer_with_null_content_is_not_taken_as_the_text_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(llm, "RETRY_PAUSES_S", ())
+    body = json.dumps({"choices": [{"message": {"role": "assistant", "content": None}}]})
+    with (
+        answering(http_200(body.encode())) as url,
+        pytest.raises(llm.GenerationUnavailable, match="no text"),
+    ):
+        ask(url)
+
+
+def test_an_answer_cut_off_midway_is_transient(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(llm, "RETRY_PAUSES_S", ())
+    with (
+        answering(http_200(b'{"choices": [', length=500)) as url,
+        pytest.raises(llm.GenerationUnavailable, match="unreachable"),
+    ):
+        ask(url)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        [{"generated_text": "hi"}],  # TGI
+        {"generated_text": "hi"},  # LMI
+        {"choices": [{"message": {"content": "hi"}}]},  # OpenAI-style
+        {"choices": [{"text": "hi"}]},  # completions-style
+    ],
+)
+def test_generated_text_is_read_from_the_containers_shapes(answer: Any) -> None:
+    assert llm.generated_text(answer) == "hi"
+
+
+@pytest.mark.parametrize("answer", [{"default": "response"}, [], None, [{"generated_text": 3}]])
+def test_an_answer_without_generated_text_is_refused(answer: Any) -> None:
+    with pytest.raises(llm.GenerationRefused, match="no generated text"):
+        llm.generated_text(answer)
