@@ -6,7 +6,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test soak lint format install clean package bench
+.PHONY: dev test soak lint format install clean package bench validate
+
+# The SAM CLI and cfn-lint live in a virtualenv of their own: the SAM CLI pins boto3,
+# Flask and others to versions of its own choosing.
+TOOLS       := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,10 +24,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(TOOLS_STAMP): Makefile
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet aws-sam-cli==1.170.0 cfn-lint==1.58.0
+	touch $(TOOLS_STAMP)
+
+# template.yaml as CloudFormation (cfn-lint) and as SAM (the SAM CLI's own lint). Offline.
+validate: $(TOOLS_STAMP)
+	$(TOOLS)/bin/cfn-lint template.yaml
+	SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam validate --lint --region us-east-1 --template-file template.yaml
+
 dev: $(STAMP)
 	$(BIN)/offload dev
 
-test: $(STAMP)
+test: $(STAMP) validate
 	$(BIN)/pytest
 
 # The fault suite at larger counts (minutes): 10 worker kills, a burst of 1000 jobs.
@@ -50,4 +66,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
