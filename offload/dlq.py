@@ -236,11 +236,13 @@ def reopen(store: JobStore, job: Job) -> Job:
             ":zero": {"N": "0"},
             ":history": {"S": json.dumps(history)},
             ":now": items.timestamp(now),
+            ":inflight": {"S": items.inflight_key(job.job_id, job.lane)},
         },
         update=(
-            "SET #status = :pending, attempts = :zero, history = :history, updated_at = :now"
+            "SET #status = :pending, attempts = :zero, history = :history, updated_at = :now,"
+            " inflight = :inflight"
             " REMOVE #error, finished_at, started_at, #result, progress, next_attempt_at,"
-            " lease_owner, lease_expires_at, cancel_requested"
+            " lease_owner, lease_expires_at, cancel_requested, failed"
         ),
         names={"#error": "error", "#result": "result"},
     )

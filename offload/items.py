@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import re
+import zlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,25 @@ _TIME_FIELDS = (
     "next_attempt_at",
     "lease_expires_at",
 )
+
+
+# The sparse indexes' keys are spread over this many values each (`gpu#2`, `FAILURE#0`):
+# one value per lane or status would put every such write on one partition (DESIGN.md).
+INDEX_SHARDS = 4
+
+
+def _shard(job_id: str) -> int:
+    return zlib.crc32(job_id.encode()) % INDEX_SHARDS
+
+
+def inflight_key(job_id: str, lane: str) -> str:
+    """A job's key in the in-flight index, held until the job ends: its lane and shard."""
+    return f"{lane}#{_shard(job_id)}"
+
+
+def failed_key(job_id: str) -> str:
+    """A failed job's key in the failures index, held until a replay or its expiry."""
+    return f"FAILURE#{_shard(job_id)}"
 
 
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
@@ -75,9 +95,11 @@ def to_item(job: Job) -> dict[str, AttributeValueTypeDef]:
         item["request_hash"] = {"S": job.request_hash}
     if job.request_id is not None:
         item["request_id"] = {"S": job.request_id}
-    if job.lane == "sagemaker" and not job.status.terminal:
-        # The sweep's sparse index: sagemaker jobs until they end (store.move removes it).
-        item["inflight"] = {"S": job.lane}
+    if not job.status.terminal:
+        # The sweep's sparse index: jobs until they end (store.move removes the key).
+        item["inflight"] = {"S": inflight_key(job.job_id, job.lane)}
+    elif job.status.value == "FAILURE":
+        item["failed"] = {"S": failed_key(job.job_id)}
     for name in ("input_location", "output_location", "failure_location", "parent_id"):
         value = getattr(job, name)
         if value is not None:
@@ -100,6 +122,7 @@ def from_item(item: dict[str, Any]) -> Job:
             data[name] = json.loads(data[name])
     data.pop("expires_at", None)
     data.pop("inflight", None)
+    data.pop("failed", None)
     return Job.model_validate(data)
 
 

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 
 # The index behind `GET /jobs`: a caller's jobs, newest first.
 CALLER_INDEX = "caller-created"
+# Sparse indexes, sharded (items.INDEX_SHARDS): jobs not yet ended, by lane (the sweeps);
+# failed jobs (the alarm review). Both by time of last change.
 INFLIGHT_INDEX = "inflight-updated"
+FAILED_INDEX = "failed-updated"
 # Ids are UUIDs; anything much longer cannot be a job (and nears DynamoDB's key limit).
 MAX_JOB_ID_CHARS = 128
 
@@ -108,15 +111,47 @@ class JobStore:
 
     def in_flight(self, lane: str, changed_before: datetime, limit: int = 100) -> list[Job]:
         """Up to `limit` jobs of `lane` not yet ended and unchanged since `changed_before`,
-        the longest unchanged first (the sweep's work)."""
+        the longest unchanged first (the sweeps' work)."""
+        jobs: list[Job] = []
+        for shard in range(items.INDEX_SHARDS):
+            jobs += self._query_index(
+                INFLIGHT_INDEX,
+                "inflight = :key AND updated_at < :moment",
+                {":key": {"S": f"{lane}#{shard}"}, ":moment": items.timestamp(changed_before)},
+                limit,
+                oldest_first=True,
+            )
+        return sorted(jobs, key=lambda job: job.updated_at)[:limit]
+
+    def failed_since(self, since: datetime, limit: int = 200) -> list[Job]:
+        """Up to `limit` jobs that failed (or changed while failed) after `since`, newest
+        first (the alarm review)."""
+        jobs: list[Job] = []
+        for shard in range(items.INDEX_SHARDS):
+            jobs += self._query_index(
+                FAILED_INDEX,
+                "failed = :key AND updated_at > :moment",
+                {":key": {"S": f"FAILURE#{shard}"}, ":moment": items.timestamp(since)},
+                limit,
+                oldest_first=False,
+            )
+        return sorted(jobs, key=lambda job: job.updated_at, reverse=True)[:limit]
+
+    def _query_index(
+        self,
+        index: str,
+        condition: str,
+        values: dict[str, AttributeValueTypeDef],
+        limit: int,
+        *,
+        oldest_first: bool,
+    ) -> list[Job]:
         kwargs: dict[str, Any] = {
             "TableName": self.table,
-            "IndexName": INFLIGHT_INDEX,
-            "KeyConditionExpression": "inflight = :lane AND updated_at < :before",
-            "ExpressionAttributeValues": {
-                ":lane": {"S": lane},
-                ":before": items.timestamp(changed_before),
-            },
+            "IndexName": index,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": oldest_first,
             "Limit": limit,
         }
         jobs: list[Job] = []
@@ -268,7 +303,9 @@ class JobStore:
         }
         if terminal:
             assignments["expires_at"] = {"N": str(self._expiry(now))}
-            removes = (*removes, "inflight")  # out of the sweep's index once it ends
+            removes = (*removes, "inflight")  # out of the sweeps' index once it ends
+        if target is JobStatus.FAILURE:
+            assignments["failed"] = {"S": items.failed_key(job_id)}  # into the review's
         names = {f"#f{i}": name for i, name in enumerate(assignments)}
         update = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(assignments)))
         values.update({f":v{i}": value for i, value in enumerate(assignments.values())})

@@ -5,7 +5,8 @@ from datetime import timedelta
 import pytest
 
 from offload.errors import JobAlreadyExists, JobNotFound, JobStateConflict
-from offload.items import InvalidCursor
+from offload.dlq import reopen
+from offload.items import INDEX_SHARDS, InvalidCursor, to_item
 from offload.job import Job, JobError, JobStatus, Progress, utcnow
 from offload.leases import begin
 from offload.settings import Settings
@@ -158,3 +159,40 @@ def test_a_cursor_is_checked(store: JobStore) -> None:
         store.list_for_caller("someone-else", limit=1, cursor=cursor)
     with pytest.raises(InvalidCursor):
         store.list_for_caller("local", limit=1, cursor="garbage!")
+
+
+def test_jobs_are_in_the_in_flight_index_until_they_end_and_failures_in_theirs(
+    store: JobStore,
+) -> None:
+    soon = utcnow() + timedelta(seconds=5)
+    done, failed, running = new_job(), new_job(), new_job()
+    for job in (done, failed, running):
+        store.create(job)
+        start(store, job.job_id, 1)
+    store.succeed(done.job_id, 1, None)
+    store.fail(failed.job_id, 1, JobError(type="Boom", message="m"))
+    # Across every shard of the cpu lane; other lanes' jobs are not there.
+    gpu = jobs.new_job("embeddings.embed", lane="gpu", payload={"texts": ["x"]})
+    store.create(gpu)
+    assert [j.job_id for j in store.in_flight("cpu", soon)] == [running.job_id]
+    assert [j.job_id for j in store.in_flight("gpu", soon)] == [gpu.job_id]
+    assert [j.job_id for j in store.failed_since(utcnow() - timedelta(minutes=1))] == [
+        failed.job_id
+    ]
+    assert store.failed_since(utcnow() + timedelta(seconds=1)) == []
+
+    # A replay takes the job out of the failures and back into flight.
+    reopen(store, store.get(failed.job_id))
+    assert store.failed_since(utcnow() - timedelta(minutes=1)) == []
+    assert {j.job_id for j in store.in_flight("cpu", soon)} == {running.job_id, failed.job_id}
+
+
+def test_the_indexes_spread_each_lane_over_shards(store: JobStore) -> None:
+    created = [new_job() for _ in range(24)]
+    for job in created:
+        store.create(job)
+    keys = {to_item(job)["inflight"]["S"] for job in created}
+    assert keys == {f"cpu#{n}" for n in range(INDEX_SHARDS)}
+    oldest_first = store.in_flight("cpu", utcnow() + timedelta(seconds=5), limit=30)
+    assert [j.job_id for j in oldest_first] == [j.job_id for j in created]
+    assert len(store.in_flight("cpu", utcnow() + timedelta(seconds=5), limit=5)) == 5

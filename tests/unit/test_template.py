@@ -11,7 +11,7 @@ import pytest
 from infra.template import TemplateError, load_template, references, resolve
 from offload.catalog import INLINE_MAX_TIMEOUT_S
 from offload.settings import Settings
-from offload.store import CALLER_INDEX, INFLIGHT_INDEX
+from offload.store import CALLER_INDEX, FAILED_INDEX, INFLIGHT_INDEX
 
 TAGS_YAML = """
 Resources:
@@ -191,14 +191,18 @@ def test_template_declares_the_jobs_table(resources: dict[str, Any]) -> None:
     assert props["BillingMode"] == "PAY_PER_REQUEST"
     assert props["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
     indexes = {index["IndexName"]: index for index in props["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {CALLER_INDEX, INFLIGHT_INDEX}
+    assert set(indexes) == {CALLER_INDEX, INFLIGHT_INDEX, FAILED_INDEX}
     assert indexes[CALLER_INDEX]["KeySchema"] == [
         {"AttributeName": "caller", "KeyType": "HASH"},
         {"AttributeName": "created_at", "KeyType": "RANGE"},
     ]
-    # The sweep's index is sparse: only sagemaker jobs not yet ended carry `inflight`.
+    # Sparse indexes: only jobs not yet ended carry `inflight`, only failed ones `failed`.
     assert indexes[INFLIGHT_INDEX]["KeySchema"] == [
         {"AttributeName": "inflight", "KeyType": "HASH"},
+        {"AttributeName": "updated_at", "KeyType": "RANGE"},
+    ]
+    assert indexes[FAILED_INDEX]["KeySchema"] == [
+        {"AttributeName": "failed", "KeyType": "HASH"},
         {"AttributeName": "updated_at", "KeyType": "RANGE"},
     ]
     assert all(i["Projection"] == {"ProjectionType": "ALL"} for i in indexes.values())
@@ -208,6 +212,7 @@ def test_template_declares_the_jobs_table(resources: dict[str, Any]) -> None:
         "created_at": "S",
         "inflight": "S",
         "updated_at": "S",
+        "failed": "S",
     }
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
