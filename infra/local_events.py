@@ -13,20 +13,26 @@ thread here:
 - polls the completions queue and hands its messages to `functions.completions` in SQS
   event batches, deleting those the handler did not report as failed (a failed one returns
   after its visibility timeout, and goes to the DLQ after five tries, as on AWS);
-- runs the sweep every `sweep_every_s`.
+- runs the sweep every `sweep_every_s`;
+- fires the periodic jobs' schedules declared in template.yaml (their `rate(...)`
+  expressions; `cron(...)` ones are not run locally), as EventBridge Scheduler would.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from functions.completions.main import make_handler
+from functions.scheduler.main import run_sweep, submit_scheduled
+from infra.template import load_template
 from offload import aws
 from offload.catalog import Catalog
 from offload.job import Job, JobStatus
@@ -35,6 +41,41 @@ from offload.settings import Settings
 from offload.store import JobStore
 
 log = logging.getLogger(__name__)
+
+
+_RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
+_UNIT_S = {"minute": 60, "hour": 3600, "day": 86400}
+SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A periodic job declared in template.yaml: what it submits, and how often."""
+
+    name: str
+    every_s: float
+    input: str
+
+
+def schedules(template: dict[str, Any] | None = None) -> list[Schedule]:
+    """The template's EventBridge Scheduler schedules with a rate the local stack can run."""
+    template = template if template is not None else load_template()
+    found = []
+    for logical_id, resource in template["Resources"].items():
+        events = (resource.get("Properties") or {}).get("Events") or {}
+        for event_id, event in events.items():
+            if event.get("Type") != "ScheduleV2":
+                continue
+            props = event["Properties"]
+            rate = _RATE.fullmatch(str(props["ScheduleExpression"]))
+            if rate is None:
+                log.info(
+                    "local events: %s.%s is not a rate(); not run locally", logical_id, event_id
+                )
+                continue
+            every_s = int(rate.group(1)) * _UNIT_S[rate.group(2).rstrip("s")]
+            found.append(Schedule(f"{logical_id}.{event_id}", every_s, str(props["Input"])))
+    return found
 
 
 def success_notification(job: Job, endpoint: str) -> dict[str, Any]:
@@ -86,6 +127,8 @@ class LocalEvents:
         self.interval_s = interval_s
         self.sweep_every_s = sweep_every_s
         self.models = dict(models or {})
+        self.schedules = schedules()
+        self._fired = {schedule.name: time.monotonic() for schedule in self.schedules}
         self._notified: set[str] = set()  # input locations already notified
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="offload-local-events", daemon=True)
@@ -110,9 +153,28 @@ class LocalEvents:
             if time.monotonic() - last_sweep >= self.sweep_every_s:
                 last_sweep = time.monotonic()
                 try:
-                    self.lane.sweep(self.settings.sagemaker_sweep_after_s)
+                    run_sweep(self.store, self.lane, self.settings)
                 except Exception:
                     log.exception("local events: the sweep failed; trying again")
+            for schedule in self.schedules:
+                try:
+                    self.fire_if_due(schedule)
+                except Exception:
+                    log.exception("local events: schedule %s failed", schedule.name)
+
+    def fire_if_due(self, schedule: Schedule, *, now: float | None = None) -> dict[str, Any] | None:
+        """Submit a schedule's job if its period has passed since it last fired."""
+        now = time.monotonic() if now is None else now
+        if now - self._fired[schedule.name] < schedule.every_s:
+            return None
+        self._fired[schedule.name] = now
+        return self.fire(schedule)
+
+    def fire(self, schedule: Schedule) -> dict[str, Any]:
+        """What the schedule's target receives, with its scheduled time filled in."""
+        scheduled = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = json.loads(schedule.input.replace(SCHEDULED_TIME, scheduled))
+        return submit_scheduled(event, self.store, self.lane)
 
     def notify(self) -> int:
         """Post the notifications of finished invocations; how many."""

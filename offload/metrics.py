@@ -27,7 +27,12 @@ def milliseconds(name: str, task: str, lane: str, value_ms: float) -> None:
     _emit(name, "Milliseconds", value_ms, task, lane)
 
 
-def _emit(name: str, unit: str, value: float, task: str, lane: str) -> None:
+def lane_count(name: str, lane: str, value: float) -> None:
+    """Record a count metric `name` of a whole lane (the sweep's gauges: StuckJobs)."""
+    _emit(name, "Count", value, None, lane)
+
+
+def _emit(name: str, unit: str, value: float, task: str | None, lane: str) -> None:
     try:
         # Imported on first use, not on the API handler's cold start.
         from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -37,7 +42,7 @@ def _emit(name: str, unit: str, value: float, task: str, lane: str) -> None:
             unit=MetricUnit(unit),
             value=value,
             namespace=os.environ.get(NAMESPACE_ENV, DEFAULT_NAMESPACE),
-            default_dimensions={"task": task, "lane": lane},
+            default_dimensions={"lane": lane} if task is None else {"task": task, "lane": lane},
         ):
             pass
     except Exception:

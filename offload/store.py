@@ -109,9 +109,15 @@ class JobStore:
                 break
         return jobs, (items.encode_cursor(start, caller) if start else None)
 
-    def in_flight(self, lane: str, changed_before: datetime, limit: int = 100) -> list[Job]:
-        """Up to `limit` jobs of `lane` not yet ended and unchanged since `changed_before`,
-        the longest unchanged first (the sweeps' work)."""
+    def in_flight(
+        self,
+        lane: str,
+        changed_before: datetime,
+        limit: int = 100,
+        status: JobStatus | None = None,
+    ) -> list[Job]:
+        """Up to `limit` jobs of `lane` not yet ended (or in `status`) and unchanged since
+        `changed_before`, the longest unchanged first (the sweeps' work)."""
         jobs: list[Job] = []
         for shard in range(items.INDEX_SHARDS):
             jobs += self._query_index(
@@ -120,6 +126,7 @@ class JobStore:
                 {":key": {"S": f"{lane}#{shard}"}, ":moment": items.timestamp(changed_before)},
                 limit,
                 oldest_first=True,
+                status=status,
             )
         return sorted(jobs, key=lambda job: job.updated_at)[:limit]
 
@@ -145,15 +152,21 @@ class JobStore:
         limit: int,
         *,
         oldest_first: bool,
+        status: JobStatus | None = None,
     ) -> list[Job]:
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "IndexName": index,
             "KeyConditionExpression": condition,
-            "ExpressionAttributeValues": values,
+            "ExpressionAttributeValues": dict(values),
             "ScanIndexForward": oldest_first,
             "Limit": limit,
         }
+        if status is not None:
+            # Applied after `Limit` reads: the loop below reads on until `limit` match.
+            kwargs["FilterExpression"] = "#status = :status"
+            kwargs["ExpressionAttributeNames"] = {"#status": "status"}
+            kwargs["ExpressionAttributeValues"][":status"] = {"S": status.value}
         jobs: list[Job] = []
         while len(jobs) < limit:
             with aws.unavailable_as("DynamoDB"):

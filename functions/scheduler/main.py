@@ -1,26 +1,92 @@
-"""`functions.scheduler.main.handler`: the sagemaker lane's sweep, on a schedule.
+"""Scheduled entry points: the sweep (`sweep`) and periodic jobs (`submit`).
 
-SNS and SQS deliver SageMaker's notifications at least once, but a notification can still
-be lost (a topic policy changed, a queue purged, a function failing past its DLQ). Every few
-minutes this resolves the sagemaker jobs that have waited too long, from the objects
-SageMaker wrote (`offload.sagemaker.SageMakerLane.sweep`).
+`sweep` runs every few minutes (template.yaml, SweepFunction):
+- SNS and SQS deliver SageMaker's notifications at least once, but one can still be lost (a
+  topic policy changed, a queue purged, a function failing past its DLQ): it resolves the
+  sagemaker jobs that waited too long from the objects SageMaker wrote;
+- it counts each queue lane's jobs stuck STARTED past their time limit (`offload.stuck`) as
+  the `StuckJobs` metric, zero included, which an alarm watches.
+
+`submit` is the target of the EventBridge Scheduler schedules declared on SchedulerFunction
+in template.yaml, the one place periodic jobs are declared. Each schedule's input names a
+task and its payload; the scheduled time makes the idempotency key, so a schedule that
+fires twice for one time (Scheduler delivers at least once) submits one job.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import tasks
-from offload import logs
+from offload import logs, metrics
+from offload.errors import OffloadError
+from offload.jobs import Jobs
+from offload.queues import QueuePublisher
 from offload.sagemaker import SageMakerLane
-from offload.settings import get_settings
+from offload.settings import Settings, get_settings
 from offload.store import JobStore
+from offload.stuck import QUEUE_LANES, stuck_jobs
+
+log = logging.getLogger(__name__)
 
 settings = get_settings()
 logs.configure_on_lambda("offload-scheduler", settings.log_level)
-lane = SageMakerLane(settings, JobStore(settings), tasks.catalog())
+store = JobStore(settings)
+lane = SageMakerLane(settings, store, tasks.catalog())
+# Whose jobs scheduled ones are (`GET /jobs` of this caller lists them).
+SCHEDULER_CALLER = "scheduler"
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The schedule's entry point: how many jobs ended up how."""
-    return {"sagemaker": lane.sweep(settings.sagemaker_sweep_after_s)}
+class BadSchedule(OffloadError):
+    """A schedule's input that does not name a task and payload."""
+
+
+def sweep(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The sweep's entry point: how sagemaker jobs ended up, and stuck jobs per lane."""
+    return run_sweep(store, lane, settings)
+
+
+def run_sweep(store: JobStore, lane: SageMakerLane, settings: Settings) -> dict[str, Any]:
+    """One sweep (also run by the local stack's scheduler, infra/local_events.py)."""
+    stuck: dict[str, int] = {}
+    for queue_lane in QUEUE_LANES:
+        found = stuck_jobs(store, lane.catalog, queue_lane)
+        stuck[queue_lane] = len(found)
+        metrics.lane_count("StuckJobs", queue_lane, len(found))
+        for job in found[:10]:
+            log.warning("job %s (%s) stuck STARTED since %s", job.job_id, job.task, job.started_at)
+    return {"sagemaker": lane.sweep(settings.sagemaker_sweep_after_s), "stuck": stuck}
+
+
+def submit(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A schedule's entry point: submit its job, once per scheduled time."""
+    return submit_scheduled(event, store, lane)
+
+
+def submit_scheduled(event: dict[str, Any], store: JobStore, lane: SageMakerLane) -> dict[str, Any]:
+    """Submit the job a schedule's input names (also run by the local stack)."""
+    try:
+        name = str(event["schedule"])
+        task = str(event["task"])
+        payload = event.get("payload") or {}
+        scheduled_time = str(event["scheduled_time"])
+    except (KeyError, TypeError) as exc:
+        raise BadSchedule(
+            f"a schedule's input needs schedule, task, scheduled_time: {exc}"
+        ) from exc
+    publisher = QueuePublisher(store.settings)
+    jobs = Jobs(
+        lane.catalog,
+        store,
+        publisher,
+        # No response to run an inline task after: it goes to the spill lane's workers.
+        defer=publisher.send,
+        caller=SCHEDULER_CALLER,
+        sagemaker=lane,
+    )
+    key = f"schedule:{name}:{scheduled_time}"
+    job = asyncio.run(jobs.submit(task, payload, idempotency_key=key))
+    log.info("schedule %s submitted job %s (%s) for %s", name, job.job_id, task, scheduled_time)
+    return {"job_id": job.job_id, "status": job.status.value}

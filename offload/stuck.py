@@ -1,0 +1,59 @@
+"""Jobs stuck STARTED past their time limit: the sweep counts them for an alarm, and
+`offload review` lists them.
+
+A worker's hard time limit ends any task that overruns, and a lost worker's job is taken
+over once its lease lapses and its message comes back. A job still STARTED well past its
+limit therefore means that machinery failed: its message is gone (purged, or dead-lettered
+while the job looked busy), or no worker consumes its lane.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from offload.catalog import Catalog
+from offload.errors import UnknownTask
+from offload.job import Job, JobStatus, utcnow
+from offload.settings import QueueLane, Settings
+from offload.store import JobStore
+from offload.waiting import waits_for
+
+QUEUE_LANES: tuple[QueueLane, ...] = ("cpu", "gpu")
+# A task no longer in the catalog is judged by this limit.
+_UNKNOWN_TASK_LIMIT_S = 3600.0
+
+
+def overdue_after_s(job: Job, catalog: Catalog, settings: Settings) -> float:
+    """How long after its start a running attempt of `job` is overdue: its time limit, the
+    hard limit's grace, and a lease for its takeover to happen."""
+    try:
+        limit = catalog.get(job.task).timeout_s
+    except UnknownTask:
+        limit = _UNKNOWN_TASK_LIMIT_S
+    return limit + settings.hard_limit_grace_s + settings.lease_s
+
+
+def stuck_jobs(
+    store: JobStore,
+    catalog: Catalog,
+    lane: QueueLane,
+    *,
+    now: datetime | None = None,
+    limit: int = 500,
+) -> list[Job]:
+    """The jobs of a queue lane STARTED past their time limit, the longest unchanged first.
+
+    A job parked while a job of its own runs (offload.waiting) is not stuck: that job is
+    bounded by its own limits, and its end or the recheck resumes the parent."""
+    now = now or utcnow()
+    settings = store.settings
+    # Nothing younger than the shortest possible overrun can be stuck: skip it in the query.
+    unchanged_since = now - timedelta(seconds=settings.hard_limit_grace_s + settings.lease_s)
+    stuck = []
+    for job in store.in_flight(lane, unchanged_since, limit=limit, status=JobStatus.STARTED):
+        if waits_for(job) is not None:
+            continue
+        started = job.started_at or job.updated_at
+        if (now - started).total_seconds() > overdue_after_s(job, catalog, settings):
+            stuck.append(job)
+    return stuck
