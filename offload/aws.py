@@ -89,6 +89,16 @@ def sns(settings: Settings | None = None) -> Any:
     return _cached("sns", settings or get_settings())
 
 
+def autoscaling(settings: Settings | None = None) -> Any:
+    """The process's cached Auto Scaling client (a GPU worker completing its drain)."""
+    return _cached("autoscaling", settings or get_settings())
+
+
+def cloudwatch(settings: Settings | None = None) -> Any:
+    """The process's cached CloudWatch client (the alarm review)."""
+    return _cached("cloudwatch", settings or get_settings())
+
+
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """(bucket, key) of an `s3://bucket/key` URI."""
     bucket, _, key = uri.removeprefix("s3://").partition("/")

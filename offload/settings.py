@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     # On SIGTERM a worker lets running jobs finish this long, then releases them to others
     # (below the two minutes an EC2 spot or scale-in notice leaves).
     worker_shutdown_grace_s: float = Field(default=60.0, ge=0)
+    # A GPU fleet worker (template.yaml): its auto-scaling group and the termination hook it
+    # completes once drained (workers/lifecycle.py); both unset elsewhere.
+    asg_name: str | None = None
+    asg_lifecycle_hook: str | None = None
+    imds_url: str = "http://169.254.169.254"
+    drain_poll_s: float = Field(default=5.0, gt=0)
     # The queues' visibility timeout (template.yaml). Short, so that a dead worker's job is
     # delivered again soon; the heartbeat extends it, and the lease, while a job runs.
     queue_visibility_timeout_s: int = Field(default=60, ge=3, le=43200)

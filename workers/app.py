@@ -6,6 +6,7 @@ redelivers), and there is no Celery result backend: DynamoDB holds every job's s
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,7 +24,10 @@ from offload.queues import queue_lane
 from offload.settings import QueueLane, Settings, get_settings
 from workers import warmup
 from workers.heartbeat import Heartbeat, lease_owner
+from workers.lifecycle import Drain
 from workers.runtime import runtime_for
+
+log = logging.getLogger(__name__)
 
 QUEUE_LANES: tuple[QueueLane, ...] = ("cpu", "gpu")
 
@@ -100,12 +104,15 @@ def _queued(catalog: Catalog) -> list[TaskSpec]:
 def _beat_while_running(app: Celery, settings: Settings) -> None:
     """Run the heartbeat from the worker's readiness to the very end of its shutdown."""
     beats: list[Heartbeat] = []
+    drains: list[Drain] = []
 
     def ready(sender: Any, **_: Any) -> None:
         if sender.app is app:
             beat = Heartbeat(settings, sender.pool, lambda: worker_state.reserved_requests)
             beat.start()
             beats.append(beat)
+            if Drain.wanted(settings):
+                drains.append(Drain(settings).start())
 
     def shutting_down(sender: Any, **_: Any) -> None:
         # SIGTERM: Celery stops taking messages and waits for running tasks; give them the
@@ -116,6 +123,13 @@ def _beat_while_running(app: Celery, settings: Settings) -> None:
     def shutdown(sender: Any, **_: Any) -> None:
         while beats:
             beats.pop().stop()
+        while drains:
+            drain = drains.pop()
+            drain.close()
+            try:
+                drain.complete()  # the running jobs are done or handed on: let it go
+            except AwsUnavailable as exc:
+                log.error("drained, but the lifecycle action was not completed: %s", exc)
 
     def setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
         # Connected, this replaces Celery's own logging set-up: JSON lines with job ids.
