@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 
-from infra.template import TemplateError, load_template, references, resolve
+from infra.template import TemplateError, conditions, load_template, references, resolve
 from offload.settings import Settings
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ TABLE = "AWS::DynamoDB::Table"
 BUCKET = "AWS::S3::Bucket"
 TOPIC = "AWS::SNS::Topic"
 SUBSCRIPTION = "AWS::SNS::Subscription"
+ALARM = "AWS::CloudWatch::Alarm"
 
 
 class LocalStackError(RuntimeError):
@@ -48,6 +49,7 @@ class Clients:
     dynamodb: DynamoDBClient
     s3: S3Client
     sns: Any = None  # needed once the template declares topics
+    cloudwatch: Any = None  # needed once it declares alarms
 
     @classmethod
     def for_endpoint(cls, settings: Settings) -> Clients:
@@ -69,6 +71,7 @@ class Clients:
             dynamodb=session.client("dynamodb", endpoint_url=endpoint),
             s3=session.client("s3", endpoint_url=endpoint),
             sns=session.client("sns", endpoint_url=endpoint),
+            cloudwatch=session.client("cloudwatch", endpoint_url=endpoint),
         )
 
 
@@ -81,6 +84,7 @@ class LocalStack:
     buckets: dict[str, str] = field(default_factory=dict)  # logical id -> bucket name
     topics: dict[str, str] = field(default_factory=dict)  # logical id -> topic ARN
     subscriptions: dict[str, str] = field(default_factory=dict)  # logical id -> its ARN
+    alarms: dict[str, str] = field(default_factory=dict)  # logical id -> alarm name
     arns: dict[str, str] = field(default_factory=dict)  # logical id -> ARN
     skipped: list[str] = field(default_factory=list)  # logical ids of other resource types
 
@@ -93,20 +97,23 @@ def provision(
         clients = Clients.for_endpoint(settings)
     template = template if template is not None else load_template()
     resources: dict[str, Any] = template.get("Resources") or {}
-    refs = _pseudo_parameters(settings)
+    refs: dict[str, Any] = dict(_pseudo_parameters(settings))
     refs.update(_parameter_defaults(template))
+    holds = conditions(template, refs)
     attrs: dict[tuple[str, str], str] = {}
     stack = LocalStack()
     for logical_id in _creation_order(resources):
         resource = resources[logical_id]
         kind = resource.get("Type")
         creator = _CREATORS.get(kind) if isinstance(kind, str) else None
-        if creator is None:
+        wanted = holds.get(resource["Condition"], False) if "Condition" in resource else True
+        if creator is None or not wanted:
             log.debug("local stack: skipping %s (%s)", logical_id, kind)
             stack.skipped.append(logical_id)
+            # What refers to it locally (an alarm's dimension naming a function) gets a
+            # name in the shape CloudFormation would give it.
+            refs[logical_id] = f"{settings.stack_name}-{logical_id}"
             continue
-        if "Condition" in resource:
-            raise TemplateError(f"{logical_id}: conditional resources are not supported locally")
         properties = resolve(resource.get("Properties") or {}, refs, attrs)
         ref, attributes = creator(clients, settings, logical_id, properties)
         refs[logical_id] = ref
@@ -118,6 +125,7 @@ def provision(
             BUCKET: stack.buckets,
             TOPIC: stack.topics,
             SUBSCRIPTION: stack.subscriptions,
+            ALARM: stack.alarms,
         }
         by_kind[kind][logical_id] = ref
         log.debug("local stack: %s (%s) is %s", logical_id, kind, ref)
@@ -157,9 +165,17 @@ def _pseudo_parameters(settings: Settings) -> dict[str, str]:
     }
 
 
-def _parameter_defaults(template: dict[str, Any]) -> dict[str, str]:
+def _parameter_defaults(template: dict[str, Any]) -> dict[str, Any]:
     parameters: dict[str, Any] = template.get("Parameters") or {}
-    return {name: str(p["Default"]) for name, p in parameters.items() if "Default" in p}
+    defaults: dict[str, Any] = {}
+    for name, parameter in parameters.items():
+        if "Default" not in parameter:
+            continue
+        value = str(parameter["Default"])
+        # A list parameter refers to a list (`!Join ["", !Ref Subnets]`).
+        is_list = str(parameter.get("Type", "")).startswith(("CommaDelimitedList", "List<"))
+        defaults[name] = value.split(",") if is_list else value
+    return defaults
 
 
 def _creation_order(resources: dict[str, Any]) -> list[str]:
@@ -375,6 +391,50 @@ def _subscription(
     return arn, {"Arn": arn}
 
 
+# -- CloudWatch ---------------------------------------------------------------------------------
+
+# Template property -> put_metric_alarm argument, for those passed as they are.
+_ALARM_ARGS = {
+    "AlarmName": "AlarmName",
+    "AlarmDescription": "AlarmDescription",
+    "ActionsEnabled": "ActionsEnabled",
+    "AlarmActions": "AlarmActions",
+    "OKActions": "OKActions",
+    "InsufficientDataActions": "InsufficientDataActions",
+    "Namespace": "Namespace",
+    "MetricName": "MetricName",
+    "Dimensions": "Dimensions",
+    "Statistic": "Statistic",
+    "ExtendedStatistic": "ExtendedStatistic",
+    "Unit": "Unit",
+    "ComparisonOperator": "ComparisonOperator",
+    "TreatMissingData": "TreatMissingData",
+    "Metrics": "Metrics",
+}
+
+
+def _alarm(
+    clients: Clients, settings: Settings, logical_id: str, props: dict[str, Any]
+) -> tuple[str, dict[str, str]]:
+    if clients.cloudwatch is None:
+        raise LocalStackError("the template declares alarms: provision with a CloudWatch client")
+    kwargs: dict[str, Any] = {arg: props[key] for key, arg in _ALARM_ARGS.items() if key in props}
+    kwargs.setdefault("AlarmName", f"{settings.stack_name}-{logical_id}")
+    # Parameters arrive as strings; the API wants numbers.
+    for key in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+        if key in props:
+            kwargs[key] = int(props[key])
+    kwargs["Threshold"] = float(props.get("Threshold", 0))
+    for query in kwargs.get("Metrics", []):
+        stat = query.get("MetricStat")
+        if stat and "Period" in stat:
+            stat["Period"] = int(stat["Period"])
+    clients.cloudwatch.put_metric_alarm(**kwargs)  # creates or replaces, by name
+    name: str = kwargs["AlarmName"]
+    arn = f"arn:aws:cloudwatch:{settings.aws_region}:{settings.aws_account_id}:alarm:{name}"
+    return name, {"Arn": arn}
+
+
 _CREATORS: dict[
     str, Callable[[Clients, Settings, str, dict[str, Any]], tuple[str, dict[str, str]]]
 ] = {
@@ -383,4 +443,5 @@ _CREATORS: dict[
     BUCKET: _bucket,
     TOPIC: _topic,
     SUBSCRIPTION: _subscription,
+    ALARM: _alarm,
 }

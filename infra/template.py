@@ -96,7 +96,7 @@ def load_template(path: Path | None = None) -> dict[str, Any]:
     return data
 
 
-def resolve(value: Any, refs: Mapping[str, str], attrs: Mapping[tuple[str, str], str]) -> Any:
+def resolve(value: Any, refs: Mapping[str, Any], attrs: Mapping[tuple[str, str], str]) -> Any:
     """`value` with Ref, Fn::Sub, Fn::GetAtt and Fn::Join evaluated, recursively.
 
     :param refs: what `Ref` gives, by logical id or pseudo parameter (`AWS::StackName`).
@@ -121,7 +121,7 @@ def resolve(value: Any, refs: Mapping[str, str], attrs: Mapping[tuple[str, str],
     return {key: resolve(item, refs, attrs) for key, item in value.items()}
 
 
-def _ref(name: Any, refs: Mapping[str, str]) -> str:
+def _ref(name: Any, refs: Mapping[str, Any]) -> Any:
     if not isinstance(name, str):
         raise TemplateError(f"Ref needs a name, got {name!r}")
     if name not in refs:
@@ -129,7 +129,7 @@ def _ref(name: Any, refs: Mapping[str, str]) -> str:
     return refs[name]
 
 
-def _get_att(arg: Any, refs: Mapping[str, str], attrs: Mapping[tuple[str, str], str]) -> str:
+def _get_att(arg: Any, refs: Mapping[str, Any], attrs: Mapping[tuple[str, str], str]) -> str:
     if isinstance(arg, str):
         arg = arg.split(".", 1)
     arg = resolve(arg, refs, attrs)
@@ -141,7 +141,7 @@ def _get_att(arg: Any, refs: Mapping[str, str], attrs: Mapping[tuple[str, str], 
     return attrs[key]
 
 
-def _sub(arg: Any, refs: Mapping[str, str], attrs: Mapping[tuple[str, str], str]) -> str:
+def _sub(arg: Any, refs: Mapping[str, Any], attrs: Mapping[tuple[str, str], str]) -> str:
     variables: dict[str, Any] = {}
     if isinstance(arg, list):
         if len(arg) != 2 or not isinstance(arg[0], str) or not isinstance(arg[1], dict):
@@ -161,7 +161,7 @@ def _sub(arg: Any, refs: Mapping[str, str], attrs: Mapping[tuple[str, str], str]
         if name in variables:
             return str(variables[name])
         if name in refs:
-            return refs[name]
+            return str(refs[name])
         if "." in name:
             return _get_att(name, refs, attrs)
         raise TemplateError(f"cannot resolve ${{{name}}} in Fn::Sub {text!r}")
@@ -169,7 +169,7 @@ def _sub(arg: Any, refs: Mapping[str, str], attrs: Mapping[tuple[str, str], str]
     return _SUB_VAR.sub(substitute, text)
 
 
-def _join(arg: Any, refs: Mapping[str, str], attrs: Mapping[tuple[str, str], str]) -> str:
+def _join(arg: Any, refs: Mapping[str, Any], attrs: Mapping[tuple[str, str], str]) -> str:
     arg = resolve(arg, refs, attrs)
     if not (isinstance(arg, list) and len(arg) == 2 and isinstance(arg[0], str)):
         raise TemplateError(f"Fn::Join needs [delimiter, [values]], got {arg!r}")
@@ -178,6 +178,43 @@ def _join(arg: Any, refs: Mapping[str, str], attrs: Mapping[tuple[str, str], str
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
         raise TemplateError(f"Fn::Join needs a list of strings, got {items!r}")
     return delimiter.join(items)
+
+
+def conditions(template: Mapping[str, Any], refs: Mapping[str, Any]) -> dict[str, bool]:
+    """The template's conditions, evaluated with `refs` (parameters and pseudo parameters):
+    Fn::Equals, Fn::Not, Fn::And, Fn::Or and Condition over resolvable values."""
+    declared: Mapping[str, Any] = template.get("Conditions") or {}
+    values: dict[str, bool] = {}
+
+    def evaluate(expression: Any, seen: tuple[str, ...]) -> bool:
+        if not isinstance(expression, dict) or len(expression) != 1:
+            raise TemplateError(f"a condition must be one function, got {expression!r}")
+        ((key, arg),) = expression.items()
+        if key == "Condition":
+            return named(arg, seen)
+        if key == "Fn::Equals":
+            left, right = (resolve(side, refs, {}) for side in arg)
+            return bool(str(left) == str(right))
+        if key == "Fn::Not":
+            return not evaluate(arg[0], seen)
+        if key == "Fn::And":
+            return all(evaluate(item, seen) for item in arg)
+        if key == "Fn::Or":
+            return any(evaluate(item, seen) for item in arg)
+        raise TemplateError(f"{key} is not supported in conditions locally")
+
+    def named(name: str, seen: tuple[str, ...]) -> bool:
+        if name in seen:
+            raise TemplateError(f"condition {name} refers to itself")
+        if name not in values:
+            if name not in declared:
+                raise TemplateError(f"unknown condition {name!r}")
+            values[name] = evaluate(declared[name], (*seen, name))
+        return values[name]
+
+    for name in declared:
+        named(name, ())
+    return values
 
 
 def references(value: Any) -> set[str]:

@@ -58,7 +58,7 @@ def submit_job(ctx: JobContext, step: str, task: str, payload: Any, catalog: Cat
         ctx.store,
         publisher,
         # A worker has no response to run an inline job after: it goes to the spill lane.
-        defer=lambda spec, job_id, data: publisher.send(spec, job_id, data),
+        defer=publisher.send,
         caller=ctx.caller,
     )
     key = f"offload:{ctx.job_id}:{step}:{ctx.attempt}"

@@ -31,6 +31,7 @@ def settings() -> Iterator[Settings]:
                 dynamodb=boto3.client("dynamodb"),
                 s3=boto3.client("s3"),
                 sns=boto3.client("sns"),
+                cloudwatch=boto3.client("cloudwatch"),
             ),
         )
         yield settings

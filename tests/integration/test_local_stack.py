@@ -34,6 +34,7 @@ def _mocked_clients(region: str) -> Clients:
         dynamodb=boto3.client("dynamodb", region_name=region),
         s3=boto3.client("s3", region_name=region),
         sns=boto3.client("sns", region_name=region),
+        cloudwatch=boto3.client("cloudwatch", region_name=region),
     )
 
 
@@ -45,6 +46,39 @@ def mocked(request: pytest.FixtureRequest) -> Iterator[tuple[Settings, Clients]]
         yield Settings(aws_region=region), _mocked_clients(region)
 
 
+def _check_alarms(stack: LocalStack, settings: Settings, clients: Clients, topic: str) -> None:
+    """Every alarm of the template is on moto as declared, but those of resources whose
+    condition does not hold with the parameters' defaults (no GPU fleet, no alarm email)."""
+    template = load_template()
+    declared = {
+        logical_id
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    assert set(stack.alarms) == declared - {"GpuBacklogWithoutWorkersAlarm"}
+    assert {"GpuWorkerGroup", "AlarmEmailSubscription", "GpuBacklogWithoutWorkersAlarm"} <= set(
+        stack.skipped
+    )
+    found = {
+        alarm["AlarmName"]: alarm
+        for alarm in clients.cloudwatch.describe_alarms(MaxRecords=100)["MetricAlarms"]
+    }
+    assert set(found) == set(stack.alarms.values())
+    assert all(name.startswith(f"{settings.stack_name}-") for name in found)
+    assert all(alarm["AlarmActions"] == [topic] for alarm in found.values())
+    assert all("First:" in alarm["AlarmDescription"] for alarm in found.values())
+    dead_letters = found[f"{settings.stack_name}-gpu-dead-letters"]
+    assert dead_letters["Dimensions"] == [{"Name": "QueueName", "Value": "offload-gpu-dlq"}]
+    oldest = found[f"{settings.stack_name}-cpu-oldest-message"]
+    assert (oldest["Threshold"], oldest["EvaluationPeriods"]) == (600.0, 5)
+    # Metric math arrives whole, and functions are named as CloudFormation would.
+    failing = found[f"{settings.stack_name}-api-function-failing"]
+    queries = {query["Id"]: query for query in failing["Metrics"]}
+    assert queries["failing"]["Expression"] == "errors + throttles"
+    dimensions = queries["errors"]["MetricStat"]["Metric"]["Dimensions"]
+    assert dimensions == [{"Name": "FunctionName", "Value": "offload-ApiFunction"}]
+
+
 def _check(stack: LocalStack, settings: Settings, clients: Clients) -> None:
     """The provisioned resources are where Settings looks for them, configured as declared."""
     assert stack.queues["CpuQueue"] == settings.queue_url("cpu")
@@ -52,10 +86,13 @@ def _check(stack: LocalStack, settings: Settings, clients: Clients) -> None:
     assert stack.tables == {"JobsTable": settings.table_name()}
     assert stack.buckets == {"ResultsBucket": settings.bucket_name()}
     assert "ApiFunction" in stack.skipped
+    alarm_topic = settings.sagemaker_topic_arn("success").replace("sagemaker-success", "alarms")
     assert stack.topics == {
         "SageMakerSuccessTopic": settings.sagemaker_topic_arn("success"),
         "SageMakerErrorTopic": settings.sagemaker_topic_arn("error"),
+        "AlarmTopic": alarm_topic,
     }
+    _check_alarms(stack, settings, clients, alarm_topic)
     assert stack.queues["CompletionsQueue"] == settings.completions_queue_url()
     # What SageMaker posts to either topic arrives on the completions queue, SNS-wrapped.
     assert clients.sns is not None

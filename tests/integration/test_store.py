@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import pytest
 
-from offload.errors import JobAlreadyExists, JobNotFound, JobStateConflict
 from offload.dlq import reopen
+from offload.errors import JobAlreadyExists, JobNotFound, JobStateConflict
 from offload.items import INDEX_SHARDS, InvalidCursor, to_item
 from offload.job import Job, JobError, JobStatus, Progress, utcnow
 from offload.leases import begin

@@ -273,7 +273,9 @@ def test_template_function_outlives_its_longest_inline_task(resources: dict[str,
     assert timeout >= INLINE_MAX_TIMEOUT_S + Settings().lambda_deadline_margin_s + 5
 
 
-@pytest.mark.parametrize("name", ["ApiFunction", "CompletionsFunction", "SchedulerFunction"])
+@pytest.mark.parametrize(
+    "name", ["ApiFunction", "CompletionsFunction", "SweepFunction", "SchedulerFunction"]
+)
 def test_every_function_finds_the_stacks_resources(name: str) -> None:
     env = function(name)["Environment"]["Variables"]
     for variable in ("OFFLOAD_JOBS_TABLE", "OFFLOAD_RESULTS_BUCKET", "OFFLOAD_STACK_NAME"):
@@ -296,7 +298,9 @@ def test_sagemaker_notifications_reach_the_completions_function(
             f"{settings.stack_name}-sagemaker-{outcome}"
         )
     subscriptions = [
-        r["Properties"] for r in resources.values() if r["Type"] == "AWS::SNS::Subscription"
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::SNS::Subscription" and r["Properties"]["Protocol"] == "sqs"
     ]
     assert {s["TopicArn"]["Ref"] for s in subscriptions} == {
         "SageMakerSuccessTopic",
