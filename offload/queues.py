@@ -11,6 +11,8 @@ from offload.settings import QueueLane, Settings
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
+# The lanes with a queue (and a dead-letter queue) each.
+QUEUE_LANES: tuple[QueueLane, ...] = ("cpu", "gpu")
 # SQS's ceiling on DelaySeconds.
 MAX_DELAY_S = 900
 

@@ -160,7 +160,8 @@ class JobStore:
             "KeyConditionExpression": condition,
             "ExpressionAttributeValues": dict(values),
             "ScanIndexForward": oldest_first,
-            "Limit": limit,
+            # Filtered reads count before the filter: read pages, not single items.
+            "Limit": limit if status is None else max(limit, 100),
         }
         if status is not None:
             # Applied after `Limit` reads: the loop below reads on until `limit` match.

@@ -18,7 +18,6 @@ from offload.settings import QueueLane, Settings
 from offload.store import JobStore
 from offload.waiting import waits_for
 
-QUEUE_LANES: tuple[QueueLane, ...] = ("cpu", "gpu")
 # A task no longer in the catalog is judged by this limit.
 _UNKNOWN_TASK_LIMIT_S = 3600.0
 

@@ -20,16 +20,14 @@ import tasks
 from offload import logs
 from offload.catalog import Catalog, TaskSpec
 from offload.errors import AwsUnavailable
-from offload.queues import queue_lane
-from offload.settings import QueueLane, Settings, get_settings
+from offload.queues import QUEUE_LANES, queue_lane
+from offload.settings import Settings, get_settings
 from workers import warmup
 from workers.heartbeat import Heartbeat, lease_owner
 from workers.lifecycle import Drain
 from workers.runtime import runtime_for
 
 log = logging.getLogger(__name__)
-
-QUEUE_LANES: tuple[QueueLane, ...] = ("cpu", "gpu")
 
 
 def broker_url(settings: Settings) -> str:

@@ -23,11 +23,11 @@ import tasks
 from offload import logs, metrics
 from offload.errors import OffloadError
 from offload.jobs import Jobs
-from offload.queues import QueuePublisher
+from offload.queues import QUEUE_LANES, QueuePublisher
 from offload.sagemaker import SageMakerLane
 from offload.settings import Settings, get_settings
 from offload.store import JobStore
-from offload.stuck import QUEUE_LANES, stuck_jobs
+from offload.stuck import stuck_jobs
 
 log = logging.getLogger(__name__)
 
