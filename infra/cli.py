@@ -109,7 +109,36 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--api", default=default_api)
     replay.set_defaults(run=_dlq_replay)
+
+    review = sub.add_parser(
+        "review",
+        help="the on-call's alarm review: alarms firing, queues, failures, stuck jobs",
+        description="Reads CloudWatch, SQS and DynamoDB directly (not through the API), "
+        "for the stack OFFLOAD_STACK_NAME in OFFLOAD_AWS_REGION, or the local stack when "
+        "OFFLOAD_AWS_ENDPOINT_URL is set. Exit status 1 when an alarm is not OK or a job "
+        "is stuck.",
+    )
+    review.add_argument(
+        "--since", type=float, default=24.0, metavar="HOURS", help="failures this recent (24)"
+    )
+    review.add_argument("--json", action="store_true", help="machine-readable output")
+    review.set_defaults(run=_review)
     return parser
+
+
+def _review(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    import tasks
+    from infra.review import Reviewer, render
+
+    report = Reviewer(get_settings(), tasks.catalog()).review(timedelta(hours=args.since))
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        print(render(report), end="")
+    firing = any(alarm.state == "ALARM" for alarm in report.alarms) or report.stuck
+    return 1 if firing or report.problems else 0
 
 
 def _dlq_list(args: argparse.Namespace) -> int:
