@@ -78,7 +78,10 @@ def test_the_review_puts_what_fires_first_with_what_to_do(
     gpu = {q.lane: q for q in review.queues}["gpu"]
     assert gpu.dead_letters == 1
     groups = [(g.task, g.error_type, g.count) for g in review.failures]
-    assert groups == [("embeddings.embed", "OutOfMemoryError", 4), ("reports.pdf", "InvalidPayload", 1)]
+    assert groups == [
+        ("embeddings.embed", "OutOfMemoryError", 4),
+        ("reports.pdf", "InvalidPayload", 1),
+    ]
     assert review.failures[0].latest_job_id == incident["latest"]
     assert review.failures[0].latest_message == "CUDA out of memory (3 GiB)"
     assert [(s.job_id, s.owner) for s in review.stuck] == [(incident["stuck"], "host/7")]
@@ -109,7 +112,9 @@ def test_the_command_prints_json_for_scripts_and_exits_1_while_alarms_fire(
     assert {q["lane"] for q in data["queues"]} == {"cpu", "gpu"}
 
 
-def test_a_quiet_stack_reviews_clean(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_quiet_stack_reviews_clean(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["review"]) == 0
     out = capsys.readouterr().out
     assert "ALARMS: 0 not OK" in out
