@@ -38,7 +38,14 @@ validate: $(TOOLS_STAMP)
 dev: $(STAMP)
 	$(BIN)/offload dev
 
-test: $(STAMP) validate
+# Debian's chromium, which the dashboard's browser test drives (never `playwright install`).
+CHROMIUM := /usr/bin/chromium
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get install -y --no-install-recommends chromium || \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
+
+test: $(STAMP) validate $(CHROMIUM)
 	$(BIN)/pytest
 
 # The fault suite at larger counts (minutes): 10 worker kills, a burst of 1000 jobs.

@@ -20,7 +20,15 @@ from fastapi import FastAPI  # noqa: E402
 
 import tasks  # noqa: E402
 from functions.api import errors  # noqa: E402
-from functions.api.routes import dlq, documents, events, health, jobs, queues  # noqa: E402
+from functions.api.routes import (  # noqa: E402
+    dashboard,
+    dlq,
+    documents,
+    events,
+    health,
+    jobs,
+    queues,
+)
 from functions.api.routes import tasks as task_routes  # noqa: E402
 from offload.catalog import Catalog  # noqa: E402
 from offload.fastapi import Offload  # noqa: E402
@@ -47,7 +55,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     )
     offload.install(app)
     errors.install(app)
-    for module in (jobs, events, task_routes, dlq, queues, documents, health):
+    for module in (jobs, events, task_routes, dlq, queues, documents, health, dashboard):
         app.include_router(module.router)
     return app
 

@@ -64,3 +64,19 @@ def test_queues_are_for_operators(settings: Settings) -> None:
         assert client.get("/queues").status_code == 401
         assert client.get("/queues", headers={"authorization": "Bearer t-al"}).status_code == 403
         assert client.get("/queues", headers={"authorization": "Bearer t-ops"}).status_code == 200
+
+
+def test_the_dashboard_is_served_with_its_script_under_a_strict_policy(
+    client: TestClient,
+) -> None:
+    page = client.get("/dashboard")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<script src="/dashboard/app.js" defer></script>' in page.text
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "connect-src 'self'" in policy
+    script = client.get("/dashboard/app.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "/jobs/${jobId}/events" in script.text  # the detail follows the SSE stream
+    assert client.get("/dashboard/app.css").status_code == 200
+    assert client.get("/dashboard/../main.py").status_code == 404
+    assert client.get("/dashboard/index.py").status_code == 404
