@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,3 +117,15 @@ def test_every_schedule_submits_a_valid_job_of_the_catalog(resources: dict[str, 
         assert SCHEDULED_TIME in raw  # the idempotency key's part
         job = json.loads(raw.replace(SCHEDULED_TIME, "2026-11-21T00:00:00Z"))
         catalog.get(job["task"]).parse(job["payload"])  # raises if not
+
+
+def test_the_runbook_has_a_section_for_every_alarm(resources: dict[str, Any]) -> None:
+    runbook = (Path(__file__).resolve().parents[2] / "docs" / "runbook.md").read_text()
+    headings = set(re.findall(r"^## [^`\n]*`([^`\n]+)`", runbook, flags=re.MULTILINE))
+    for logical_id, alarm in alarms(resources).items():
+        name = alarm["AlarmName"]["Fn::Sub"].removeprefix("${AWS::StackName}-")
+        generic = re.sub(r"^(cpu|gpu)-", "<lane>-", name)
+        generic = re.sub(
+            r"^(api|completions|sweep|scheduler)-function-", "<function>-function-", generic
+        )
+        assert {name, generic} & headings, f"{logical_id} ({name}) has no runbook section"
