@@ -106,7 +106,9 @@ def provision(
         resource = resources[logical_id]
         kind = resource.get("Type")
         creator = _CREATORS.get(kind) if isinstance(kind, str) else None
-        wanted = holds.get(resource["Condition"], False) if "Condition" in resource else True
+        if "Condition" in resource and resource["Condition"] not in holds:
+            raise TemplateError(f"{logical_id}: unknown condition {resource['Condition']!r}")
+        wanted = holds[resource["Condition"]] if "Condition" in resource else True
         if creator is None or not wanted:
             log.debug("local stack: skipping %s (%s)", logical_id, kind)
             stack.skipped.append(logical_id)

@@ -22,7 +22,6 @@ from pydantic import BaseModel
 
 from offload import aws
 from offload.catalog import Catalog
-from offload.errors import AwsUnavailable
 from offload.job import Job, utcnow
 from offload.queue_depths import LaneDepth, lane_depth
 from offload.queues import QUEUE_LANES
@@ -100,7 +99,7 @@ class Reviewer:
         def attempt(what: str, read: Any, default: Any) -> Any:
             try:
                 return read()
-            except AwsUnavailable as exc:
+            except Exception as exc:  # unreachable, or no permission: show the rest
                 problems.append(f"{what}: {exc}")
                 return default
 

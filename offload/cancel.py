@@ -47,15 +47,17 @@ def request_cancel(store: JobStore, job_id: str) -> Job:
         child_id = waits_for(flagged)
         if child_id is None and flagged.lane != "sagemaker":
             return flagged  # its worker stops it
-        return _revoke_unheld(store, flagged, child_id)
+        return revoke_unheld(store, flagged, child_id)
 
 
-def _revoke_unheld(store: JobStore, job: Job, child_id: str | None) -> Job:
+def revoke_unheld(store: JobStore, job: Job, child_id: str | None) -> Job:
     """A started job no worker holds: parked while a job of its own runs
     (offload.waiting), or an inference on an endpoint, which cannot be stopped. It is
     REVOKED now (a late result is dropped), and the job it waits for is cancelled too."""
     try:
-        revoked = revoke_running(store, job.job_id, job.attempts)
+        # A parked job only while still parked: once resumed, its worker stops it.
+        owner = job.lease_owner if child_id is not None else None
+        revoked = revoke_running(store, job.job_id, job.attempts, owner)
     except JobStateConflict as conflict:
         # Resumed or settled meanwhile: a resumed one stops at its next report or beat.
         return conflict.current or job
@@ -68,8 +70,9 @@ def _revoke_unheld(store: JobStore, job: Job, child_id: str | None) -> Job:
     return revoked
 
 
-def revoke_running(store: JobStore, job_id: str, attempt: int) -> Job:
-    """End a running attempt that obeyed a cancel request as REVOKED."""
+def revoke_running(store: JobStore, job_id: str, attempt: int, owner: str | None = None) -> Job:
+    """End a running attempt that obeyed a cancel request as REVOKED (only while `owner`
+    holds it, when given)."""
     return store.move(
         job_id,
         JobStatus.REVOKED,
@@ -77,6 +80,7 @@ def revoke_running(store: JobStore, job_id: str, attempt: int) -> Job:
         sources=frozenset({JobStatus.STARTED}),
         sets={"finished_at": items.timestamp(utcnow())},
         terminal=True,
+        lease_owner=owner,
     )
 
 

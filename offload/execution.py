@@ -18,12 +18,13 @@ from pydantic import BaseModel
 
 from offload import metrics
 from offload.backoff import retry_delay
-from offload.cancel import revoke_running
+from offload.cancel import request_cancel, revoke_running
 from offload.catalog import TaskSpec
 from offload.context import JobContext
 from offload.errors import (
     AwsUnavailable,
     InvalidPayload,
+    JobNotFound,
     JobRevoked,
     JobStateConflict,
     PermanentFailure,
@@ -38,6 +39,8 @@ from offload.waiting import park, wake, wake_parent
 log = logging.getLogger(__name__)
 
 _MAX_ERROR_MESSAGE = 2000
+# Pauses between tries of a park write through a short store outage.
+_PARK_PAUSES_S = (0.5, 1.0, 2.0)
 
 
 class ResultNotSerializable(PermanentFailure):
@@ -188,24 +191,63 @@ class Attempt:
         """Give the worker back until the job `wait` names ends (offload.waiting)."""
         with self.logged():
             try:
+                self._park(wait)
+            except JobStateConflict as exc:
+                current = exc.current
+                if (
+                    current is not None
+                    and current.cancel_requested
+                    and (current.status is JobStatus.STARTED and current.lease_owner == self.owner)
+                ):
+                    # Cancelled while it ran: it ends here, and what it waits for with it.
+                    return self._cancelled_instead_of_parked(wait.child_id)
+                log.warning("job %s attempt %d not parked: %s", self.job_id, self.attempt, exc)
+                return Outcome(None)
+            except AwsUnavailable as exc:
+                # Still this worker's: keep the message; once this lease lapses, its next
+                # delivery takes the job over (an attempt spent on a store outage).
+                log.error("job %s attempt %d could not park: %s", self.job_id, self.attempt, exc)
+                return Outcome(None, busy=True)
+            try:
+                ended = self.store.get(wait.child_id).status.terminal
+            except AwsUnavailable:
+                ended = False  # then the recheck resumes it
+            if ended:
+                # It ended between the task's look and the park, too early to find this
+                # job waiting: this job is due at once.
+                try:
+                    wake(self.store, self.job_id, wait.child_id)
+                    return Outcome(None, attempt=self.attempt, wait_s=0, waits_for=wait.child_id)
+                except (JobStateConflict, AwsUnavailable) as exc:
+                    log.warning("job %s not made due at once: %s", self.job_id, exc)
+            log.info("job %s attempt %d waits for job %s", self.job_id, self.attempt, wait.child_id)
+        return Outcome(None, attempt=self.attempt, wait_s=wait.recheck_s, waits_for=wait.child_id)
+
+    def _park(self, wait: WaitingForJob) -> None:
+        """The park write, tried again a few times through a short store outage."""
+        for pause_s in (*_PARK_PAUSES_S, None):
+            try:
                 park(
                     self.store, self.job_id, self.attempt, self.owner, wait.child_id, wait.recheck_s
                 )
-                # It may have ended between the task's look and the park, too early to
-                # find this job waiting: then this job is due at once.
-                if self.store.get(wait.child_id).status.terminal:
-                    wake(self.store, self.job_id, wait.child_id)
-                    return Outcome(None, attempt=self.attempt, wait_s=0, waits_for=wait.child_id)
-            except JobStateConflict as exc:
-                log.warning("job %s attempt %d not parked: %s", self.job_id, self.attempt, exc)
-                return Outcome(None)
+                return
             except AwsUnavailable:
-                # Parked, or not: either way the recheck message resumes it.
-                log.warning(
-                    "job %s: could not tell whether job %s ended", self.job_id, wait.child_id
-                )
-            log.info("job %s attempt %d waits for job %s", self.job_id, self.attempt, wait.child_id)
-        return Outcome(None, attempt=self.attempt, wait_s=wait.recheck_s, waits_for=wait.child_id)
+                if pause_s is None:
+                    raise
+                time.sleep(pause_s)
+
+    def _cancelled_instead_of_parked(self, child_id: str) -> Outcome:
+        try:
+            job = revoke_running(self.store, self.job_id, self.attempt)
+        except JobStateConflict as exc:
+            log.warning("revocation of job %s not recorded: %s", self.job_id, exc)
+            return Outcome(None)
+        try:
+            request_cancel(self.store, child_id)
+        except (JobStateConflict, JobNotFound, AwsUnavailable) as exc:
+            log.info("job %s: the job it waited for not cancelled: %s", self.job_id, exc)
+        self._ended(job)
+        return Outcome(JobStatus.REVOKED, attempt=self.attempt)
 
     def _ended(self, job: Job) -> None:
         """A job has ended: wake the job that waits for it, if one does."""

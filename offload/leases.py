@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from offload import items
-from offload.cancel import revoke_running
+from offload.cancel import revoke_running, revoke_unheld
 from offload.errors import JobStateConflict
 from offload.job import Job, JobError, JobStatus, utcnow
 from offload.store import JobStore
@@ -144,7 +144,7 @@ def _parked(
     """A job parked until job `child_id` ends (offload.waiting): resume the same attempt
     once its wait is due (woken, or its recheck time), or wait until then."""
     if job.cancel_requested:
-        revoked = revoke_running(store, job.job_id, job.attempts)
+        revoked = revoke_unheld(store, job, child_id)
         return Claim(Verdict.SKIP, job.attempts, revoked, "cancelled while it waited")
     due = job.lease_expires_at
     if due is not None and due > now + _CLOCK_SLACK:

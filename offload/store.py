@@ -161,7 +161,7 @@ class JobStore:
             "ExpressionAttributeValues": dict(values),
             "ScanIndexForward": oldest_first,
             # Filtered reads count before the filter: read pages, not single items.
-            "Limit": limit if status is None else max(limit, 100),
+            "Limit": limit if status is None else max(limit, 25),
         }
         if status is not None:
             # Applied after `Limit` reads: the loop below reads on until `limit` match.
@@ -283,10 +283,12 @@ class JobStore:
         removes: tuple[str, ...] = (),
         now: datetime | None = None,
         terminal: bool = False,
+        lease_owner: str | None = None,
     ) -> Job:
         """Move to `target` from one of `sources` (default: any status DESIGN.md allows),
         only while the job has made `attempts` attempts (None: any number), its lease is the
-        one the caller saw and its retry is due by `due_by` (when given). The conditional
+        one the caller saw (and held by `lease_owner`) and its retry is due by `due_by` (when
+        given). The conditional
         write behind every change."""
         now = now or utcnow()
         allowed = sources_of(target)
@@ -306,6 +308,9 @@ class JobStore:
         if lease_seen is not None:
             condition += " AND lease_expires_at = :lease_seen"
             values[":lease_seen"] = items.timestamp(lease_seen)
+        if lease_owner is not None:
+            condition += " AND lease_owner = :lease_owner"
+            values[":lease_owner"] = {"S": lease_owner}
         if due_by is not None:
             # Timestamps are fixed-width ISO strings: string order is time order.
             condition += " AND (attribute_not_exists(next_attempt_at) OR next_attempt_at <= :due)"

@@ -40,17 +40,25 @@ def stuck_jobs(
     now: datetime | None = None,
     limit: int = 500,
 ) -> list[Job]:
-    """The jobs of a queue lane STARTED past their time limit, the longest unchanged first.
+    """The jobs of a queue lane STARTED past their time limit with nothing to take them
+    over, the longest unchanged first.
 
-    A job parked while a job of its own runs (offload.waiting) is not stuck: that job is
-    bounded by its own limits, and its end or the recheck resumes the parent."""
+    A job whose lease is live is not stuck (its worker renews it, or it was just resumed).
+    A job parked while a job of its own runs (offload.waiting) is stuck only when its
+    recheck is long overdue: the message that would resume it is gone."""
     now = now or utcnow()
     settings = store.settings
     # Nothing younger than the shortest possible overrun can be stuck: skip it in the query.
     unchanged_since = now - timedelta(seconds=settings.hard_limit_grace_s + settings.lease_s)
     stuck = []
     for job in store.in_flight(lane, unchanged_since, limit=limit, status=JobStatus.STARTED):
+        lease = job.lease_expires_at
         if waits_for(job) is not None:
+            overdue = timedelta(seconds=settings.wait_recheck_s + settings.lease_s)
+            if lease is not None and lease < now - overdue:
+                stuck.append(job)
+            continue
+        if lease is not None and lease > now:
             continue
         started = job.started_at or job.updated_at
         if (now - started).total_seconds() > overdue_after_s(job, catalog, settings):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from offload import items
 from offload.catalog import CATALOG, Catalog
-from offload.errors import AwsUnavailable, JobStateConflict, UnknownTask
+from offload.errors import JobStateConflict
 from offload.job import Job, JobStatus, utcnow
 from offload.queues import QueuePublisher
 from offload.store import JobStore
@@ -73,7 +73,11 @@ def park(
     item = store.write(
         job_id,
         f"park attempt {attempt} to wait for job {child_id}",
-        condition="#status = :started AND attempts = :attempt AND lease_owner = :owner",
+        # Not once its cancellation was asked: the worker that holds it revokes it instead.
+        condition=(
+            "#status = :started AND attempts = :attempt AND lease_owner = :owner"
+            " AND attribute_not_exists(cancel_requested)"
+        ),
         values={
             ":started": {"S": JobStatus.STARTED.value},
             ":attempt": {"N": str(attempt)},
@@ -95,9 +99,10 @@ def resume(store: JobStore, job: Job, owner: str, lease_s: float) -> Job:
     item = store.write(
         job.job_id,
         f"resume attempt {job.attempts} for {owner}",
+        # Not once its cancellation was asked: the canceller revokes it (offload/cancel.py).
         condition=(
             "#status = :started AND attempts = :attempt AND lease_owner = :waiting"
-            " AND lease_expires_at = :seen"
+            " AND lease_expires_at = :seen AND attribute_not_exists(cancel_requested)"
         ),
         values={
             ":started": {"S": JobStatus.STARTED.value},
@@ -123,17 +128,17 @@ def wake_parent(store: JobStore, child: Job, catalog: Catalog = CATALOG) -> bool
         parent = wake(store, child.parent_id, child.job_id)
     except JobStateConflict:
         return False  # it no longer waits for this job (resumed by its recheck, cancelled)
-    except AwsUnavailable as exc:
-        log.warning(
-            "job %s ended, but its parent %s was not woken: %s", child.job_id, child.parent_id, exc
-        )
+    except Exception as exc:
+        log.warning("job %s ended; its parent %s not woken: %s", child.job_id, child.parent_id, exc)
         return False
     try:
         spec = catalog.get(parent.task)
         QueuePublisher(store.settings).send(
             spec, parent.job_id, parent.payload, attempt=parent.attempts
         )
-    except (AwsUnavailable, UnknownTask, ValueError) as exc:
+    except Exception as exc:
+        # Whatever failed (an outage, a permission, a task renamed away), the child's own
+        # end must not fail with it: the parent's recheck message resumes it anyway.
         log.warning("job %s: its waiting parent %s not sent: %s", child.job_id, parent.job_id, exc)
         return False
     log.info("job %s ended; woke job %s", child.job_id, parent.job_id)

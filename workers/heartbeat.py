@@ -44,7 +44,8 @@ class Heartbeat:
         self.pool = pool
         self.requests = requests
         self.store = JobStore(settings)
-        self._held: set[str] = set()  # job ids whose lease this worker renewed at least once
+        # Job ids whose lease this worker renewed at least once, and the attempt renewed.
+        self._held: dict[str, int] = {}
         self._stop = threading.Event()
         self._grace: threading.Timer | None = None
         self._thread = threading.Thread(target=self._loop, name="offload-heartbeat", daemon=True)
@@ -78,7 +79,7 @@ class Heartbeat:
             log.warning("job %s: shutdown grace over; handing it to another worker", request.id)
             # Stop the task first, so it never runs beside the attempt that takes over.
             _kill(request)
-            self._held.discard(request.id)
+            self._held.pop(request.id, None)
             try:
                 leases.release(self.store, request.id, owner)
             except (AwsUnavailable, JobStateConflict) as exc:
@@ -105,7 +106,7 @@ class Heartbeat:
             self._extend(request)
             if request.worker_pid:
                 self._renew(request)
-        self._held &= live
+        self._held = {job_id: n for job_id, n in self._held.items() if job_id in live}
 
     def _snapshot(self) -> list[Any]:
         # The consumer adds requests from another thread; retry the copy if it raced.
@@ -149,7 +150,7 @@ class Heartbeat:
         except JobStateConflict as conflict:
             self._lost(request, owner, conflict)
             return
-        self._held.add(request.id)
+        self._held[request.id] = job.attempts
         if job.cancel_requested:
             self._cancel(request, job.attempts)
 
@@ -162,7 +163,7 @@ class Heartbeat:
                 "job %s: cancellation not recorded (%s); trying next round", request.id, exc
             )
             return
-        self._held.discard(request.id)
+        self._held.pop(request.id, None)
         spec = getattr(request.task, "offload_spec", None)
         if spec is not None and spec.batch is not None:
             # Its process runs other jobs' batch too: let the call end; the job's result is
@@ -179,16 +180,18 @@ class Heartbeat:
         if (
             job.status is not JobStatus.STARTED
             or job.lease_owner == owner
-            or waits_for(job) is not None  # the task parked its own attempt, then returned
+            # The task parked its own attempt, then returned. (A later attempt, parked by a
+            # worker that took the job over, is not ours: this run must stop.)
+            or (waits_for(job) is not None and job.attempts == self._held.get(request.id))
         ):
             # Our attempt ended (RETRY recorded) while the process goes on, e.g. with the rest
             # of a batch: nobody else runs the job, so nothing may be killed for it.
-            self._held.discard(request.id)
+            self._held.pop(request.id, None)
             return
         log.error(
             "job %s: %s lost its lease to %s; stopping its task", request.id, owner, job.lease_owner
         )
-        self._held.discard(request.id)
+        self._held.pop(request.id, None)
         # Another worker runs the job now: this run must not go on beside it.
         _kill(request)
 

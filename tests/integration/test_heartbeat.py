@@ -88,3 +88,23 @@ def test_a_job_its_task_parked_does_not_kill_its_process(
     beat.beat()
     with pytest.raises(subprocess.TimeoutExpired):
         child.wait(timeout=1)
+
+
+def test_a_run_whose_job_was_taken_over_and_then_parked_is_still_stopped(
+    settings: Settings, child: subprocess.Popen[bytes]
+) -> None:
+    # This worker stalled past its lease; another took the job over as attempt 2 and that
+    # attempt parked at once. This run of attempt 1 must not go on beside it.
+    store = JobStore(settings)
+    job_id, request = running(store, child.pid)
+    beat = Heartbeat(settings, pool=None, requests=lambda: [request])
+    beat.beat()
+    store.move(
+        job_id,
+        store.get(job_id).status,
+        attempts=1,
+        sets={"attempts": {"N": "2"}, "lease_owner": {"S": "other/1"}},
+    )
+    waiting.park(store, job_id, 2, "other/1", "child-job", 300)
+    beat.beat()
+    assert child.wait(timeout=5) == -9

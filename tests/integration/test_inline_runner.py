@@ -45,8 +45,14 @@ def plan(payload: Plan, ctx: JobContext) -> Any:
     return ctx.attempt
 
 
-def pending(store: JobStore, payload: dict[str, Any]) -> str:
-    return jobs.pending(store, "i.plan", lane="inline", payload=payload)
+# The same task with longer limits, for tests of waiting for a slot: the margins are then
+# whole seconds, not tenths, and a loaded machine does not turn them around.
+catalog.task("i.hold", lane="inline", payload=Plan, max_attempts=3, timeout_s=1.9)(plan)
+catalog.task("i.brief", lane="inline", payload=Plan, max_attempts=3, timeout_s=1.5)(plan)
+
+
+def pending(store: JobStore, payload: dict[str, Any], task: str = "i.plan") -> str:
+    return jobs.pending(store, task, lane="inline", payload=payload)
 
 
 def run_all(
@@ -56,13 +62,15 @@ def run_all(
     queue_size: int = 10,
     within_s: float | None = None,
     publisher: QueuePublisher | None = None,
+    tasks: list[str] | None = None,
 ) -> list[Job]:
     """Run the jobs concurrently on one runner, in submission order; return them at the end.
 
     :param within_s: the jobs' deadline, from now (as on Lambda).
     """
     store = JobStore(settings)
-    ids = [pending(store, payload) for payload in payloads]
+    names = tasks or ["i.plan"] * len(payloads)
+    ids = [pending(store, payload, task) for payload, task in zip(payloads, names, strict=True)]
     deadline = None if within_s is None else time.monotonic() + within_s
 
     async def go() -> None:
@@ -73,9 +81,9 @@ def run_all(
             retry_max_delay_s=0.05,
             queue_size=queue_size,
         )
-        spec = catalog.get("i.plan")
         runs = []
-        for job_id, payload in zip(ids, payloads, strict=True):
+        for job_id, payload, task in zip(ids, payloads, names, strict=True):
+            spec = catalog.get(task)
             runs.append(asyncio.create_task(runner.run(spec, job_id, payload, deadline)))
             await asyncio.sleep(0.05)  # keep the order in which they take slots
         await asyncio.gather(*runs)
@@ -88,7 +96,7 @@ def spilled(drain: Callable[[str], list[str]]) -> dict[str, dict[str, Any]]:
     """The jobs sent to the cpu lane: {job id: message kwargs}."""
     messages = [celery_protocol.decode(body) for body in drain("cpu")]
     for message in messages:
-        assert message["task"] == "i.plan"
+        assert message["task"] in catalog
     return {m["id"]: m["kwargs"] for m in messages}
 
 
@@ -173,9 +181,15 @@ def test_a_retry_that_cannot_end_before_the_deadline_spills_with_its_delay(
 def test_a_job_whose_wait_for_a_slot_ate_its_time_spills(
     settings: Settings, drain: Callable[[str], list[str]]
 ) -> None:
-    # The second job may wait for the slot only 0.7 - 0.5 s (its limit) = 0.2 s; the first
-    # holds it 0.3 s, well inside its own 0.5 s limit even on a loaded machine.
-    first, second = run_all(settings, [{"sleep_s": 0.3}, {}], concurrency=1, within_s=0.7)
+    # The second job may wait for the slot only 2.0 - 1.5 s (its limit) = 0.5 s; the first
+    # holds it 1.0 s, well inside its own 1.9 s limit even on a loaded machine.
+    first, second = run_all(
+        settings,
+        [{"sleep_s": 1.0}, {}],
+        concurrency=1,
+        within_s=2.0,
+        tasks=["i.hold", "i.brief"],
+    )
     assert first.status is JobStatus.SUCCESS
     assert (second.status, second.attempts) == (JobStatus.PENDING, 0)
     assert set(spilled(drain)) == {second.job_id}

@@ -19,6 +19,7 @@ from offload.job import JobStatus, utcnow
 from offload.sagemaker import SageMakerLane
 from offload.settings import Settings
 from offload.store import JobStore
+from offload.stuck import stuck_jobs
 from tests.integration import jobs
 
 
@@ -61,12 +62,16 @@ def test_the_sweep_counts_jobs_stuck_past_their_time_limit_per_lane(
     stuck = started_ago(store, "diag.sleep", "cpu", hours=2, seconds=1)
     started_ago(store, "diag.sleep", "cpu", hours=0.1, seconds=1)  # within its 660 s limit
     parked = started_ago(store, "rag.answer", "gpu", hours=2, index="i", question="q")
-    store.write(  # waiting for a job of its own: bounded by that job, not stuck
+    store.write(  # waiting for a job of its own, its recheck ahead: not stuck
         parked,
         "park it",
         condition="#status = :started",
-        values={":started": {"S": "STARTED"}, ":w": {"S": waiting.WAITING + "child"}},
-        update="SET lease_owner = :w",
+        values={
+            ":started": {"S": "STARTED"},
+            ":w": {"S": waiting.WAITING + "child"},
+            ":until": items.timestamp(utcnow() + timedelta(minutes=5)),
+        },
+        update="SET lease_owner = :w, lease_expires_at = :until",
     )
     jobs.pending(store, "embeddings.embed", lane="gpu", payload={"texts": ["x"]})  # waiting
 
@@ -123,3 +128,37 @@ def test_the_local_stack_fires_the_templates_rate_schedules(
     job = JobStore(settings).get(fired["job_id"])
     assert (job.task, job.caller) == ("diag.sleep", "scheduler")
     assert [celery_protocol.decode(b)["id"] for b in drain("cpu")] == [job.job_id]
+
+
+def test_a_parked_job_is_stuck_only_once_its_recheck_is_long_overdue(store: JobStore) -> None:
+    settings = store.settings
+    overdue = started_ago(store, "rag.answer", "gpu", hours=2, index="i", question="q")
+    waiting_fine = started_ago(store, "rag.answer", "gpu", hours=2, index="i", question="q")
+    for job_id, lease_hours in ((overdue, -1.0), (waiting_fine, 0.05)):
+        until = items.timestamp(utcnow() + timedelta(hours=lease_hours))
+        store.write(
+            job_id,
+            "park it",
+            condition="#status = :started",
+            values={
+                ":started": {"S": "STARTED"},
+                ":w": {"S": waiting.WAITING + "child"},
+                ":until": until,
+            },
+            update="SET lease_owner = :w, lease_expires_at = :until",
+        )
+    # Started long ago but its lease is live (just resumed, or renewed): not stuck either.
+    live = started_ago(store, "diag.sleep", "cpu", hours=2, seconds=1)
+    store.write(
+        live,
+        "renew it",
+        condition="#status = :started",
+        values={
+            ":started": {"S": "STARTED"},
+            ":until": items.timestamp(utcnow() + timedelta(seconds=40)),
+        },
+        update="SET lease_expires_at = :until",
+    )
+    assert [job.job_id for job in stuck_jobs(store, tasks.catalog(), "gpu")] == [overdue]
+    assert stuck_jobs(store, tasks.catalog(), "cpu") == []
+    assert settings.wait_recheck_s < 3600  # the overdue one is an hour past its recheck

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import boto3
 import pytest
 
 import tasks
-from offload import celery_protocol, waiting
+from offload import celery_protocol, execution, waiting
 from offload.cancel import request_cancel
 from offload.context import JobContext
-from offload.errors import AwsUnavailable
+from offload.errors import AwsUnavailable, JobStateConflict
 from offload.execution import Attempt, Outcome
-from offload.job import Job, JobStatus
+from offload.job import Job, JobStatus, utcnow
 from offload.queues import QueuePublisher
 from offload.sagemaker import Notification, SageMakerLane
 from offload.settings import Settings
@@ -257,3 +258,83 @@ def test_the_payload_can_choose_the_sagemaker_lane_over_the_setting(settings: Se
     index(settings, caller="al")
     parent_id = ask(settings, {**QUESTION, "generation": "sagemaker"})
     assert deliver(settings, parent_id).waits_for is not None
+
+
+def test_a_wake_up_that_cannot_be_sent_never_fails_the_child(
+    on_sagemaker: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index(on_sagemaker, caller="al")
+    parent_id = ask(on_sagemaker)
+    deliver(on_sagemaker, parent_id)
+    child = child_of(on_sagemaker, parent_id)
+
+    def denied(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("AccessDenied: not authorized to perform sqs:SendMessage")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(QueuePublisher, "send", denied)
+        assert infer(on_sagemaker, child, TGI_ANSWER) == "success"
+    assert JobStore(on_sagemaker).get(child.job_id).status is JobStatus.SUCCESS
+
+
+def test_a_job_cancelled_while_it_runs_is_revoked_instead_of_parked(
+    on_sagemaker: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index(on_sagemaker, caller="al")
+    parent_id = ask(on_sagemaker)
+    store = JobStore(on_sagemaker)
+    real_wait_for = JobContext.wait_for
+
+    def cancelled_first(ctx: Any, job: Job) -> Any:
+        flagged = request_cancel(store, ctx.job_id)  # the worker holds it: only flagged
+        assert flagged.status is JobStatus.STARTED and flagged.cancel_requested
+        return real_wait_for(ctx, job)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(JobContext, "wait_for", cancelled_first)
+        outcome = deliver(on_sagemaker, parent_id)
+    assert outcome.status is JobStatus.REVOKED
+    assert store.get(parent_id).status is JobStatus.REVOKED
+    # The generation it would have waited for was cancelled too: nothing is in flight.
+    assert store.in_flight("sagemaker", utcnow() + timedelta(seconds=5)) == []
+
+
+def test_a_cancel_after_the_wait_fell_due_cannot_race_the_resume(on_sagemaker: Settings) -> None:
+    index(on_sagemaker, caller="al")
+    parent_id = ask(on_sagemaker)
+    deliver(on_sagemaker, parent_id)
+    store = JobStore(on_sagemaker)
+    as_if_due(on_sagemaker, parent_id, "lease_expires_at")
+    parked = store.get(parent_id)
+    # The cancel flags the job between a delivery's read and its resume: the resume is
+    # refused, and the delivery revokes it instead of running it.
+    store.write(
+        parent_id,
+        "flag it",
+        condition="#status = :started",
+        values={":started": {"S": "STARTED"}, ":yes": {"BOOL": True}},
+        update="SET cancel_requested = :yes",
+    )
+    with pytest.raises(JobStateConflict):
+        waiting.resume(store, parked, "w/2", 60)
+    assert deliver(on_sagemaker, parent_id).status is None
+    assert store.get(parent_id).status is JobStatus.REVOKED
+
+
+def test_a_park_tries_again_through_a_short_store_outage(
+    on_sagemaker: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index(on_sagemaker, caller="al")
+    parent_id = ask(on_sagemaker)
+    monkeypatch.setattr(execution, "_PARK_PAUSES_S", (0.01, 0.01))
+    real_park = waiting.park
+    failures = [AwsUnavailable("DynamoDB", "throttled")] * 2
+
+    def flaky_park(*args: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return real_park(*args)
+
+    monkeypatch.setattr(execution, "park", flaky_park)
+    assert deliver(on_sagemaker, parent_id).waits_for is not None
+    assert waiting.waits_for(JobStore(on_sagemaker).get(parent_id)) is not None

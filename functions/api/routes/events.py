@@ -1,10 +1,13 @@
 """`GET /jobs/{id}/events`: a job's status and progress as Server-Sent Events, until it ends.
 
-For uvicorn and container deployments (behind API Gateway and Mangum a response is
-buffered whole; use `GET /jobs/{id}?wait=N` there). Each change is one `job` event whose
-id is the job's `updated_at`; the end is an `end` event holding the final job, after which
-the stream closes. A client that reconnects with `Last-Event-ID` gets only newer changes,
-and an `end` at once for a job that has ended, so an EventSource stops reconnecting.
+For uvicorn and container deployments. Behind API Gateway and Mangum a response is
+buffered whole and must end within the function's timeout: there each stream ends after
+`LAMBDA_STREAM_S` (one long poll), and the client reconnects with its last id.
+
+Each change is one `job` event whose id is the job's `updated_at`; the end is an `end`
+event holding the final job, after which the stream closes. A client that reconnects with
+`Last-Event-ID` gets only newer changes, and an `end` at once for a job that has ended, so
+an EventSource stops reconnecting.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from fastapi.responses import StreamingResponse
 from functions.api.schemas import JobView
 from offload.fastapi import JobsDep
 from offload.job import Job, isoformat
+from offload.lambda_inline import serving
 
 router = APIRouter(tags=["jobs"])
 
@@ -27,6 +31,8 @@ router = APIRouter(tags=["jobs"])
 POLL_S = 15.0
 # One connection's life: proxies end idle or endless ones; the client resumes by its id.
 STREAM_S = 900.0
+# On Lambda (the response goes out only when it ends): well inside API Gateway's 30 s.
+LAMBDA_STREAM_S = 20.0
 
 
 @router.get(
@@ -56,7 +62,7 @@ async def job_events(
 
 async def _events(jobs: JobsDep, job: Job, last_sent: str | None) -> AsyncIterator[str]:
     loop = asyncio.get_running_loop()
-    ends_at = loop.time() + STREAM_S
+    ends_at = loop.time() + (LAMBDA_STREAM_S if serving.get() is not None else STREAM_S)
     yield "retry: 1000\n\n"
     while True:
         stamp = isoformat(job.updated_at)
@@ -68,7 +74,7 @@ async def _events(jobs: JobsDep, job: Job, last_sent: str | None) -> AsyncIterat
             last_sent = stamp
         if loop.time() >= ends_at:
             return  # the client reconnects with the last id
-        latest = await jobs.wait(job.job_id, POLL_S)
+        latest = await jobs.wait(job.job_id, max(0.1, min(POLL_S, ends_at - loop.time())))
         if latest.updated_at == job.updated_at:
             yield ": still running\n\n"  # keeps idle connections open through proxies
         job = latest
