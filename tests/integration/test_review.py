@@ -36,7 +36,7 @@ def stuck(store: JobStore) -> str:
         "age it",
         condition="#status = :started",
         values={":started": {"S": "STARTED"}, ":then": then},
-        update="SET started_at = :then, updated_at = :then",
+        update="SET started_at = :then, updated_at = :then, lease_expires_at = :then",
     )
     return job_id
 
