@@ -67,6 +67,19 @@ class Jobs:
         self.request_id = request_id
         self.sagemaker = sagemaker or SageMakerLane(store.settings, store, catalog)
 
+    @classmethod
+    def outside_a_request(
+        cls,
+        catalog: Catalog,
+        store: JobStore,
+        caller: str,
+        sagemaker: SageMakerLane | None = None,
+    ) -> Jobs:
+        """Jobs submitted where no response is sent (a worker's task, a schedule): an
+        inline job has nothing to run after, so it goes to the spill lane's workers."""
+        publisher = QueuePublisher(store.settings)
+        return cls(catalog, store, publisher, publisher.send, caller=caller, sagemaker=sagemaker)
+
     async def submit(
         self,
         task: str | Callable[..., Any],

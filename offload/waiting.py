@@ -52,15 +52,7 @@ def submit_job(ctx: JobContext, step: str, task: str, payload: Any, catalog: Cat
     # context module.
     from offload.jobs import Jobs
 
-    publisher = QueuePublisher(ctx.settings)
-    jobs = Jobs(
-        catalog,
-        ctx.store,
-        publisher,
-        # A worker has no response to run an inline job after: it goes to the spill lane.
-        defer=publisher.send,
-        caller=ctx.caller,
-    )
+    jobs = Jobs.outside_a_request(catalog, ctx.store, ctx.caller)
     key = f"offload:{ctx.job_id}:{step}:{ctx.attempt}"
     return asyncio.run(jobs.submit(task, payload, idempotency_key=key, parent_id=ctx.job_id))
 

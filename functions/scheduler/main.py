@@ -23,7 +23,7 @@ import tasks
 from offload import logs, metrics
 from offload.errors import OffloadError
 from offload.jobs import Jobs
-from offload.queues import QUEUE_LANES, QueuePublisher
+from offload.queues import QUEUE_LANES
 from offload.sagemaker import SageMakerLane
 from offload.settings import Settings, get_settings
 from offload.store import JobStore
@@ -81,16 +81,7 @@ def submit_scheduled(event: dict[str, Any], store: JobStore, lane: SageMakerLane
         raise BadSchedule(
             f"a schedule's input needs schedule, task, scheduled_time: {exc}"
         ) from exc
-    publisher = QueuePublisher(store.settings)
-    jobs = Jobs(
-        lane.catalog,
-        store,
-        publisher,
-        # No response to run an inline task after: it goes to the spill lane's workers.
-        defer=publisher.send,
-        caller=SCHEDULER_CALLER,
-        sagemaker=lane,
-    )
+    jobs = Jobs.outside_a_request(lane.catalog, store, SCHEDULER_CALLER, lane)
     key = f"schedule:{name}:{scheduled_time}"
     job = asyncio.run(jobs.submit(task, payload, idempotency_key=key))
     log.info("schedule %s submitted job %s (%s) for %s", name, job.job_id, task, scheduled_time)
