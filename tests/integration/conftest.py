@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -55,3 +55,20 @@ def drain(settings: Settings) -> Callable[[str], list[str]]:
                 client.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
     return read
+
+
+@pytest.fixture
+def retrieved(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The jobs whose rag.answer retrieve step ran, once per run (steps kept in S3 are not
+    run again)."""
+    from tasks import rag
+
+    calls: list[str] = []
+    real = rag.retrieve
+
+    def counting(ctx: Any, payload: Any) -> Any:
+        calls.append(ctx.job_id)
+        return real(ctx, payload)
+
+    monkeypatch.setattr(rag, "retrieve", counting)
+    return calls

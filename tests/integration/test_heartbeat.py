@@ -43,14 +43,20 @@ def running(store: JobStore, pid: int) -> tuple[str, Any]:
     return job_id, request
 
 
+def beating(settings: Settings, pid: int) -> tuple[JobStore, str, Heartbeat]:
+    """A job claimed by pool process `pid`, and a heartbeat that has renewed its lease once."""
+    store = JobStore(settings)
+    job_id, request = running(store, pid)
+    beat = Heartbeat(settings, pool=None, requests=lambda: [request])
+    beat.beat()
+    return store, job_id, beat
+
+
 def test_a_retry_recorded_for_a_job_does_not_kill_its_process(
     settings: Settings, child: subprocess.Popen[bytes]
 ) -> None:
     # A batch recorded RETRY for one member and goes on with the others.
-    store = JobStore(settings)
-    job_id, request = running(store, child.pid)
-    beat = Heartbeat(settings, pool=None, requests=lambda: [request])
-    beat.beat()  # the lease is held
+    store, job_id, beat = beating(settings, child.pid)  # the lease is held
     store.retry(job_id, 1, JobError(type="E", message="m"), utcnow() + timedelta(seconds=5))
     beat.beat()
     with pytest.raises(subprocess.TimeoutExpired):
@@ -60,10 +66,7 @@ def test_a_retry_recorded_for_a_job_does_not_kill_its_process(
 def test_a_job_taken_over_by_another_worker_stops_this_run(
     settings: Settings, child: subprocess.Popen[bytes]
 ) -> None:
-    store = JobStore(settings)
-    job_id, request = running(store, child.pid)
-    beat = Heartbeat(settings, pool=None, requests=lambda: [request])
-    beat.beat()
+    store, job_id, beat = beating(settings, child.pid)
     # The lease lapsed (an outage) and another worker took the job over.
     store.move(
         job_id,
@@ -80,10 +83,7 @@ def test_a_job_its_task_parked_does_not_kill_its_process(
 ) -> None:
     # The task submitted a job and waits for it without its worker (offload.waiting): the
     # lease is no longer this process's, but nobody else runs the job.
-    store = JobStore(settings)
-    job_id, request = running(store, child.pid)
-    beat = Heartbeat(settings, pool=None, requests=lambda: [request])
-    beat.beat()
+    store, job_id, beat = beating(settings, child.pid)
     waiting.park(store, job_id, 1, lease_owner("host", child.pid), "child-job", 300)
     beat.beat()
     with pytest.raises(subprocess.TimeoutExpired):
@@ -95,10 +95,7 @@ def test_a_run_whose_job_was_taken_over_and_then_parked_is_still_stopped(
 ) -> None:
     # This worker stalled past its lease; another took the job over as attempt 2 and that
     # attempt parked at once. This run of attempt 1 must not go on beside it.
-    store = JobStore(settings)
-    job_id, request = running(store, child.pid)
-    beat = Heartbeat(settings, pool=None, requests=lambda: [request])
-    beat.beat()
+    store, job_id, beat = beating(settings, child.pid)
     store.move(
         job_id,
         store.get(job_id).status,

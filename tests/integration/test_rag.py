@@ -13,7 +13,7 @@ from offload.execution import Attempt, Outcome
 from offload.job import Job, JobStatus
 from offload.settings import Settings
 from offload.store import JobStore
-from tasks import catalog, llm, rag
+from tasks import catalog, llm
 from tests.integration import jobs
 
 DOCUMENTS = [
@@ -93,17 +93,12 @@ def test_another_callers_index_is_not_found(with_llm: Settings) -> None:
 
 
 def test_a_failing_generation_retries_alone_and_keeps_the_earlier_steps(
-    with_llm: Settings, local_llm: LocalLlm, monkeypatch: pytest.MonkeyPatch
+    with_llm: Settings,
+    local_llm: LocalLlm,
+    monkeypatch: pytest.MonkeyPatch,
+    retrieved: list[str],
 ) -> None:
     monkeypatch.setattr(llm, "RETRY_PAUSES_S", (0.01, 0.01))
-    retrieved: list[str] = []
-    real_retrieve = rag.retrieve
-
-    def counting(ctx: Any, payload: Any) -> Any:
-        retrieved.append(ctx.job_id)
-        return real_retrieve(ctx, payload)
-
-    monkeypatch.setattr(rag, "retrieve", counting)
     index(with_llm)
     # Attempt 1: the endpoint fails its three tries; attempt 2: one failure, then an answer.
     local_llm.fail_next(4)

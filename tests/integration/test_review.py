@@ -12,9 +12,9 @@ import pytest
 import tasks
 from infra import cli
 from infra.review import Reviewer, render
-from offload import items, leases
+from offload import leases
 from offload.dlq import bury
-from offload.job import JobError, utcnow
+from offload.job import JobError
 from offload.settings import Settings
 from offload.store import JobStore
 from tests.integration import jobs
@@ -24,20 +24,6 @@ def failed(store: JobStore, task: str, error: str, message: str) -> str:
     job_id = jobs.pending(store, task, payload={})
     leases.claim(store, job_id, 1, "w/1", lease_s=60, max_attempts=1)
     store.fail(job_id, 1, JobError(type=error, message=message))
-    return job_id
-
-
-def stuck(store: JobStore) -> str:
-    job_id = jobs.pending(store, "diag.sleep", payload={"seconds": 600})
-    leases.claim(store, job_id, 1, "host/7", lease_s=60, max_attempts=3)
-    then = items.timestamp(utcnow() - timedelta(hours=3))
-    store.write(
-        job_id,
-        "age it",
-        condition="#status = :started",
-        values={":started": {"S": "STARTED"}, ":then": then},
-        update="SET started_at = :then, updated_at = :then, lease_expires_at = :then",
-    )
     return job_id
 
 
@@ -61,7 +47,10 @@ def incident(settings: Settings) -> dict[str, str]:
     latest = failed(store, "embeddings.embed", "OutOfMemoryError", "CUDA out of memory (3 GiB)")
     failed(store, "reports.pdf", "InvalidPayload", "rows: too many")
     bury(settings, "gpu", "body", "failed after 3 of 3 attempts", job_id=latest)
-    return {"latest": latest, "stuck": stuck(store)}
+    stuck = jobs.started_ago(
+        store, "diag.sleep", lane="cpu", hours=3, payload={"seconds": 600}, owner="host/7"
+    )
+    return {"latest": latest, "stuck": stuck}
 
 
 def test_the_review_puts_what_fires_first_with_what_to_do(

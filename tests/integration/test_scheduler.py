@@ -13,7 +13,7 @@ import pytest
 import tasks
 from functions.scheduler import main as scheduler
 from infra.local_events import LocalEvents, schedules
-from offload import celery_protocol, items, leases, waiting
+from offload import celery_protocol, waiting
 from offload.errors import UnknownTask
 from offload.job import JobStatus, utcnow
 from offload.sagemaker import SageMakerLane
@@ -32,19 +32,8 @@ def store(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[JobSt
     yield store
 
 
-def started_ago(store: JobStore, task: str, lane: Any, hours: float, **payload: Any) -> str:
-    """A job STARTED `hours` ago and unchanged since."""
-    job_id = jobs.pending(store, task, lane=lane, payload=payload)
-    leases.claim(store, job_id, 1, "w/1", lease_s=60, max_attempts=3)
-    then = items.timestamp(utcnow() - timedelta(hours=hours))
-    store.write(
-        job_id,
-        "age it",
-        condition="#status = :started",
-        values={":started": {"S": "STARTED"}, ":then": then},
-        update="SET started_at = :then, updated_at = :then, lease_expires_at = :then",
-    )
-    return job_id
+# A rag.answer payload: the stuck-job tests never run the task.
+ASK = {"index": "i", "question": "q"}
 
 
 def stuck_metrics(output: str) -> dict[str, float]:
@@ -59,20 +48,12 @@ def stuck_metrics(output: str) -> dict[str, float]:
 def test_the_sweep_counts_jobs_stuck_past_their_time_limit_per_lane(
     store: JobStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    stuck = started_ago(store, "diag.sleep", "cpu", hours=2, seconds=1)
-    started_ago(store, "diag.sleep", "cpu", hours=0.1, seconds=1)  # within its 660 s limit
-    parked = started_ago(store, "rag.answer", "gpu", hours=2, index="i", question="q")
-    store.write(  # waiting for a job of its own, its recheck ahead: not stuck
-        parked,
-        "park it",
-        condition="#status = :started",
-        values={
-            ":started": {"S": "STARTED"},
-            ":w": {"S": waiting.WAITING + "child"},
-            ":until": items.timestamp(utcnow() + timedelta(minutes=5)),
-        },
-        update="SET lease_owner = :w, lease_expires_at = :until",
-    )
+    stuck = jobs.started_ago(store, "diag.sleep", lane="cpu", hours=2, payload={"seconds": 1})
+    # Within its 660 s limit:
+    jobs.started_ago(store, "diag.sleep", lane="cpu", hours=0.1, payload={"seconds": 1})
+    parked = jobs.started_ago(store, "rag.answer", lane="gpu", hours=2, payload=ASK)
+    # Waiting for a job of its own, its recheck ahead: not stuck.
+    jobs.hold_lease(store, parked, waiting.WAITING + "child", utcnow() + timedelta(minutes=5))
     jobs.pending(store, "embeddings.embed", lane="gpu", payload={"texts": ["x"]})  # waiting
 
     result = scheduler.sweep({}, None)
@@ -132,33 +113,14 @@ def test_the_local_stack_fires_the_templates_rate_schedules(
 
 def test_a_parked_job_is_stuck_only_once_its_recheck_is_long_overdue(store: JobStore) -> None:
     settings = store.settings
-    overdue = started_ago(store, "rag.answer", "gpu", hours=2, index="i", question="q")
-    waiting_fine = started_ago(store, "rag.answer", "gpu", hours=2, index="i", question="q")
+    overdue = jobs.started_ago(store, "rag.answer", lane="gpu", hours=2, payload=ASK)
+    waiting_fine = jobs.started_ago(store, "rag.answer", lane="gpu", hours=2, payload=ASK)
     for job_id, lease_hours in ((overdue, -1.0), (waiting_fine, 0.05)):
-        until = items.timestamp(utcnow() + timedelta(hours=lease_hours))
-        store.write(
-            job_id,
-            "park it",
-            condition="#status = :started",
-            values={
-                ":started": {"S": "STARTED"},
-                ":w": {"S": waiting.WAITING + "child"},
-                ":until": until,
-            },
-            update="SET lease_owner = :w, lease_expires_at = :until",
-        )
+        until = utcnow() + timedelta(hours=lease_hours)
+        jobs.hold_lease(store, job_id, waiting.WAITING + "child", until)
     # Started long ago but its lease is live (just resumed, or renewed): not stuck either.
-    live = started_ago(store, "diag.sleep", "cpu", hours=2, seconds=1)
-    store.write(
-        live,
-        "renew it",
-        condition="#status = :started",
-        values={
-            ":started": {"S": "STARTED"},
-            ":until": items.timestamp(utcnow() + timedelta(seconds=40)),
-        },
-        update="SET lease_expires_at = :until",
-    )
+    live = jobs.started_ago(store, "diag.sleep", lane="cpu", hours=2, payload={"seconds": 1})
+    jobs.hold_lease(store, live, "w/1", utcnow() + timedelta(seconds=40))
     assert [job.job_id for job in stuck_jobs(store, tasks.catalog(), "gpu")] == [overdue]
     assert stuck_jobs(store, tasks.catalog(), "cpu") == []
     assert settings.wait_recheck_s < 3600  # the overdue one is an hour past its recheck

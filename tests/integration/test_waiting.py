@@ -26,7 +26,6 @@ from offload.queues import QueuePublisher
 from offload.sagemaker import Notification, SageMakerLane
 from offload.settings import Settings
 from offload.store import JobStore
-from tasks import rag
 from tests.integration import jobs
 from tests.integration.test_rag import index
 
@@ -39,20 +38,6 @@ def on_sagemaker(settings: Settings) -> Settings:
     return settings.model_copy(update={"rag_generation": "sagemaker"})
 
 
-@pytest.fixture
-def retrieved(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The jobs whose retrieve step ran, once per run."""
-    calls: list[str] = []
-    real = rag.retrieve
-
-    def counting(ctx: Any, payload: Any) -> Any:
-        calls.append(ctx.job_id)
-        return real(ctx, payload)
-
-    monkeypatch.setattr(rag, "retrieve", counting)
-    return calls
-
-
 def deliver(settings: Settings, job_id: str, attempt: int = 1) -> Outcome:
     """One delivery of the parent's message, as a gpu worker runs it."""
     store = JobStore(settings)
@@ -62,6 +47,15 @@ def deliver(settings: Settings, job_id: str, attempt: int = 1) -> Outcome:
 
 def ask(settings: Settings, payload: dict[str, Any] = QUESTION) -> str:
     return jobs.pending(JobStore(settings), "rag.answer", lane="gpu", payload=payload, caller="al")
+
+
+def parked_on_generation(settings: Settings) -> tuple[str, Job]:
+    """A rag.answer job of an indexed caller, parked by its first delivery on the
+    llm.generate job it submitted; and that job."""
+    index(settings, caller="al")
+    parent_id = ask(settings)
+    deliver(settings, parent_id)
+    return parent_id, child_of(settings, parent_id)
 
 
 def child_of(settings: Settings, parent_id: str) -> Job:
@@ -146,10 +140,7 @@ def test_generation_on_the_sagemaker_lane_parks_then_resumes_the_same_attempt(
 def test_a_failed_generation_fails_the_attempt_and_the_retry_submits_a_new_one(
     on_sagemaker: Settings, retrieved: list[str], drain: Callable[[str], list[str]]
 ) -> None:
-    index(on_sagemaker, caller="al")
-    parent_id = ask(on_sagemaker)
-    deliver(on_sagemaker, parent_id)
-    first = child_of(on_sagemaker, parent_id)
+    parent_id, first = parked_on_generation(on_sagemaker)
     # llm.generate tries twice (its own policy), then ends FAILURE and wakes the parent.
     assert infer(on_sagemaker, first, failure="CUDA out of memory") == "retried"
     assert woken(drain, parent_id) == []
@@ -171,10 +162,7 @@ def test_a_failed_generation_fails_the_attempt_and_the_retry_submits_a_new_one(
 def test_cancelling_a_waiting_job_revokes_it_at_once_and_cancels_what_it_waits_for(
     on_sagemaker: Settings,
 ) -> None:
-    index(on_sagemaker, caller="al")
-    parent_id = ask(on_sagemaker)
-    deliver(on_sagemaker, parent_id)
-    child = child_of(on_sagemaker, parent_id)
+    parent_id, child = parked_on_generation(on_sagemaker)
     store = JobStore(on_sagemaker)
 
     assert request_cancel(store, parent_id).status is JobStatus.REVOKED
@@ -188,10 +176,7 @@ def test_cancelling_a_waiting_job_revokes_it_at_once_and_cancels_what_it_waits_f
 def test_cancelling_the_job_waited_for_wakes_its_parent(
     on_sagemaker: Settings, drain: Callable[[str], list[str]]
 ) -> None:
-    index(on_sagemaker, caller="al")
-    parent_id = ask(on_sagemaker)
-    deliver(on_sagemaker, parent_id)
-    child = child_of(on_sagemaker, parent_id)
+    parent_id, child = parked_on_generation(on_sagemaker)
     assert request_cancel(JobStore(on_sagemaker), child.job_id).status is JobStatus.REVOKED
     assert woken(drain, parent_id) == [1]
     failed = deliver(on_sagemaker, parent_id)
@@ -244,10 +229,8 @@ def test_a_child_that_ends_before_its_parent_parks_makes_the_parent_due_at_once(
 def test_an_answer_without_generated_text_fails_the_job_saying_what_came(
     on_sagemaker: Settings,
 ) -> None:
-    index(on_sagemaker, caller="al")
-    parent_id = ask(on_sagemaker)
-    deliver(on_sagemaker, parent_id)
-    infer(on_sagemaker, child_of(on_sagemaker, parent_id), {"default": "response"})
+    parent_id, child = parked_on_generation(on_sagemaker)
+    infer(on_sagemaker, child, {"default": "response"})
     failed = deliver(on_sagemaker, parent_id)
     assert failed.status is JobStatus.FAILURE and failed.error is not None
     assert failed.error.type == "GenerationRefused"
@@ -263,10 +246,7 @@ def test_the_payload_can_choose_the_sagemaker_lane_over_the_setting(settings: Se
 def test_a_wake_up_that_cannot_be_sent_never_fails_the_child(
     on_sagemaker: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    index(on_sagemaker, caller="al")
-    parent_id = ask(on_sagemaker)
-    deliver(on_sagemaker, parent_id)
-    child = child_of(on_sagemaker, parent_id)
+    parent_id, child = parked_on_generation(on_sagemaker)
 
     def denied(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("AccessDenied: not authorized to perform sqs:SendMessage")
@@ -300,9 +280,7 @@ def test_a_job_cancelled_while_it_runs_is_revoked_instead_of_parked(
 
 
 def test_a_cancel_after_the_wait_fell_due_cannot_race_the_resume(on_sagemaker: Settings) -> None:
-    index(on_sagemaker, caller="al")
-    parent_id = ask(on_sagemaker)
-    deliver(on_sagemaker, parent_id)
+    parent_id, _ = parked_on_generation(on_sagemaker)
     store = JobStore(on_sagemaker)
     as_if_due(on_sagemaker, parent_id, "lease_expires_at")
     parked = store.get(parent_id)
