@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from offload import metrics
+from offload import claims, metrics
 from offload.catalog import TaskSpec
+from offload.claims import ClaimUnusable
 from offload.errors import AwsUnavailable, InvalidPayload
-from offload.execution import Attempt, Outcome, not_run, to_json
+from offload.execution import Attempt, Outcome, kept_result, not_run
 from offload.leases import Verdict
 from offload.store import JobStore
 
@@ -83,8 +84,11 @@ def run_batch(
             outcomes[index] = not_run(claimed)
             continue
         try:
-            payload = spec.parse(delivery.payload)
-        except InvalidPayload as exc:
+            payload = spec.parse(
+                claims.resolve(store.settings, delivery.payload, owner=delivery.job_id)
+            )
+        except (InvalidPayload, ClaimUnusable, AwsUnavailable) as exc:
+            # A payload's S3 copy out of reach is that job's failed attempt, not the batch's.
             outcomes[index] = _settle(attempt, exc, store)
             continue
         ready.append((index, attempt, payload))
@@ -151,7 +155,7 @@ def _settle(attempt: Attempt, result: Any, store: JobStore) -> Outcome:
         if isinstance(result, BaseException):
             return attempt.failed(result)
         try:
-            encoded = to_json(result, store.settings.max_result_bytes)
+            encoded = kept_result(result, store.settings, attempt.job_id)
         except Exception as exc:
             return attempt.failed(exc)
         return attempt.succeeded(encoded)

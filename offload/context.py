@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from offload import aws
+from offload import aws, claims
 from offload.errors import JobRevoked, JobStateConflict, WaitingForJob
 from offload.job import Job, Progress
 from offload.settings import Settings
@@ -78,6 +78,11 @@ class JobContext:
         from offload.waiting import submit_job
 
         return submit_job(self, step, task, payload, self.catalog or CATALOG)
+
+    def result_of(self, job: Job) -> Any:
+        """The result of an ended job from `submit_job`, read from S3 when it was too large
+        for the job record (offload.claims)."""
+        return claims.resolve(self.settings, job.result)
 
     def wait_for(self, job: Job) -> NoReturn:
         """Give the worker back until `job` (from `submit_job`) ends; the task then runs

@@ -237,10 +237,11 @@ def reopen(store: JobStore, job: Job) -> Job:
             ":history": {"S": json.dumps(history)},
             ":now": items.timestamp(now),
             ":inflight": {"S": items.inflight_key(job.job_id, job.lane)},
+            ":caller": {"S": job.caller},
         },
         update=(
             "SET #status = :pending, attempts = :zero, history = :history, updated_at = :now,"
-            " inflight = :inflight"
+            " inflight = :inflight, inflight_caller = :caller"
             " REMOVE #error, finished_at, started_at, #result, progress, next_attempt_at,"
             " lease_owner, lease_expires_at, cancel_requested, failed"
         ),

@@ -49,12 +49,25 @@ class InvalidPayload(OffloadError):
 
 
 class PayloadTooLarge(OffloadError):
-    """A payload is larger than a job message can carry."""
+    """A payload is larger than `Settings.max_payload_bytes`."""
 
     def __init__(self, size: int, limit: int) -> None:
         self.size = size
         self.limit = limit
         super().__init__(f"payload is {size} bytes as JSON; the limit is {limit} bytes")
+
+
+class TooManyJobsInFlight(OffloadError):
+    """The caller has as many jobs in flight as it may (`Settings.max_jobs_in_flight`)."""
+
+    def __init__(self, caller: str, limit: int, retry_after_s: int) -> None:
+        self.caller = caller
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        super().__init__(
+            f"{limit} jobs of yours are in flight, as many as you may have at once; "
+            f"submit again once some have ended (retry after {retry_after_s} s)"
+        )
 
 
 class Unauthenticated(OffloadError):

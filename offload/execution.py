@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from offload import metrics
+from offload import claims, metrics
 from offload.backoff import retry_delay
 from offload.cancel import request_cancel, revoke_running
 from offload.catalog import TaskSpec
@@ -33,6 +33,7 @@ from offload.errors import (
 from offload.job import Job, JobError, JobStatus, utcnow
 from offload.leases import Claim, Verdict, claim
 from offload.logs import log_context
+from offload.settings import Settings
 from offload.store import JobStore
 from offload.waiting import park, wake, wake_parent
 
@@ -79,25 +80,37 @@ def describe_error(exc: BaseException) -> JobError:
 
 
 class ResultTooLarge(PermanentFailure):
-    """A task returned more than a job record can hold."""
+    """A task returned more than `Settings.max_result_bytes`."""
 
 
 def to_json(result: Any, max_bytes: int) -> Any:
     """A task's return value as JSON-compatible data of at most `max_bytes` when encoded."""
+    return json.loads(_encoded(result, max_bytes))
+
+
+def kept_result(result: Any, settings: Settings, job_id: str) -> Any:
+    """A task's return value as the job record keeps it: JSON, or a claim on it in S3 when
+    it is larger than a record should hold (offload.claims); `ResultTooLarge` above
+    `max_result_bytes`."""
+    body = _encoded(result, settings.max_result_bytes)
+    if len(body) <= settings.claim_check_bytes:
+        return json.loads(body)
+    return claims.check_in(settings, job_id, "result", body)
+
+
+def _encoded(result: Any, max_bytes: int) -> bytes:
     if isinstance(result, BaseModel):
         result = result.model_dump(mode="json")
     try:
         # NaN and Infinity are not JSON: stored, they would come back as null.
-        encoded = json.dumps(result, allow_nan=False)
+        body = claims.encode(result)
     except (TypeError, ValueError) as exc:
         raise ResultNotSerializable(
             f"result of type {type(result).__name__} is not JSON-serializable: {exc}"
         ) from None
-    if len(encoded) > max_bytes:
-        raise ResultTooLarge(
-            f"result is {len(encoded)} bytes as JSON; a job record holds at most {max_bytes}"
-        )
-    return json.loads(encoded)
+    if len(body) > max_bytes:
+        raise ResultTooLarge(f"result is {len(body)} bytes as JSON; the limit is {max_bytes}")
+    return body
 
 
 @dataclass
@@ -169,9 +182,10 @@ class Attempt:
         """Validate the payload and call the task; returns the JSON result or raises."""
         with self.logged():
             self._started = time.monotonic()
-            payload = self.spec.parse(self.payload)
+            settings = self.store.settings
+            payload = self.spec.parse(claims.resolve(settings, self.payload, owner=self.job_id))
             result = self.spec.call(payload, self.context)
-            return to_json(result, self.store.settings.max_result_bytes)
+            return kept_result(result, settings, self.job_id)
 
     def succeeded(self, result: Any) -> Outcome:
         """Record SUCCESS."""

@@ -98,6 +98,7 @@ def to_item(job: Job) -> dict[str, AttributeValueTypeDef]:
     if not job.status.terminal:
         # The sweep's sparse index: jobs until they end (store.move removes the key).
         item["inflight"] = {"S": inflight_key(job.job_id, job.lane)}
+        item["inflight_caller"] = {"S": job.caller}  # the in-flight quota's count
     elif job.status.value == "FAILURE":
         item["failed"] = {"S": failed_key(job.job_id)}
     for name in ("input_location", "output_location", "failure_location", "parent_id"):
@@ -122,6 +123,7 @@ def from_item(item: dict[str, Any]) -> Job:
             data[name] = json.loads(data[name])
     data.pop("expires_at", None)
     data.pop("inflight", None)
+    data.pop("inflight_caller", None)
     data.pop("failed", None)
     return Job.model_validate(data)
 

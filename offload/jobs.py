@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -12,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from offload import metrics
+from offload import claims, metrics
 from offload.cancel import request_cancel
 from offload.catalog import Catalog, TaskSpec
 from offload.errors import (
@@ -22,6 +23,7 @@ from offload.errors import (
     JobNotFound,
     JobStateConflict,
     PayloadTooLarge,
+    TooManyJobsInFlight,
 )
 from offload.job import Job, JobStatus, utcnow
 from offload.queues import QueuePublisher
@@ -92,29 +94,59 @@ class Jobs:
 
         `parent_id`: the job that submits this one and waits for it (woken when it ends).
 
-        Raises `UnknownTask`, `InvalidPayload` or `PayloadTooLarge` before anything is stored, and
-        `AwsUnavailable` when the job could not be stored or dispatched (then no job remains).
+        Raises `UnknownTask`, `InvalidPayload`, `PayloadTooLarge` or `TooManyJobsInFlight`
+        before anything is stored, and `AwsUnavailable` when the job could not be stored or
+        dispatched (then no job remains).
         """
         spec = self.catalog.get(task if isinstance(task, str) else _task_name(self.catalog, task))
         data = spec.parse(payload).model_dump(mode="json")
-        size = len(json.dumps(data).encode())
-        if size > self.store.settings.max_payload_bytes:
-            raise PayloadTooLarge(size, self.store.settings.max_payload_bytes)
+        settings = self.store.settings
+        body = claims.encode(data)
+        if len(body) > settings.max_payload_bytes:
+            raise PayloadTooLarge(len(body), settings.max_payload_bytes)
         job = self._new_job(spec, data, idempotency_key)
         job.parent_id = parent_id
+        # A job's own steps (a parent waiting for them) are part of a job already admitted.
+        if parent_id is None and not await self._within_quota():
+            if idempotency_key is not None:
+                # A repeat of a job that exists is not a new job: answer it as usual.
+                with contextlib.suppress(JobNotFound):
+                    return await self._repeat(spec, job, idempotency_key)
+            raise TooManyJobsInFlight(
+                self.caller, settings.max_jobs_in_flight, settings.quota_retry_after_s
+            )
+        # Large payloads travel as a claim on a copy in S3 (offload.claims).
+        job.payload = await asyncio.to_thread(
+            claims.keep, settings, job.job_id, "payload", data, body
+        )
         try:
             await asyncio.to_thread(self.store.create, job)
         except JobAlreadyExists:
-            existing = await self._existing(job, idempotency_key)
-            if existing.status is JobStatus.PENDING and existing.attempts == 0:
-                # The first request may have stored the job and then failed to send it (and
-                # to discard it). Sending again is safe: a second delivery of a job that has
-                # started or ended is dropped by its claim.
-                await self._dispatch(spec, existing, discard_on_failure=False)
-            return existing
+            return await self._repeat(spec, job, idempotency_key)
         await self._dispatch(spec, job)
         metrics.count("JobsSubmitted", spec.name, spec.lane)
         return job
+
+    async def _within_quota(self) -> bool:
+        """Whether the caller has fewer jobs in flight than `max_jobs_in_flight`.
+
+        Counted on an index, so concurrent submits may each see room for one more: a
+        quota against runaway clients, not an exact one."""
+        limit = self.store.settings.max_jobs_in_flight
+        if not limit:
+            return True
+        in_flight = await asyncio.to_thread(self.store.count_in_flight, self.caller, limit)
+        return in_flight < limit
+
+    async def _repeat(self, spec: TaskSpec, job: Job, idempotency_key: str | None) -> Job:
+        """The stored job a repeated submit names (`JobNotFound` when there is none)."""
+        existing = await self._existing(job, idempotency_key)
+        if existing.status is JobStatus.PENDING and existing.attempts == 0:
+            # The first request may have stored the job and then failed to send it (and
+            # to discard it). Sending again is safe: a second delivery of a job that has
+            # started or ended is dropped by its claim.
+            await self._dispatch(spec, existing, discard_on_failure=False)
+        return existing
 
     async def get(self, job_id: str) -> Job:
         """The caller's job; `JobNotFound` for another caller's job too."""

@@ -14,6 +14,7 @@ Only boto3's `sagemaker-runtime` client: the sagemaker SDK is never imported at 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections import Counter
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from offload import aws, metrics
+from offload import aws, claims, metrics
 from offload.cancel import revoke_running
 from offload.catalog import Catalog, TaskSpec
 from offload.context import JobContext
@@ -132,7 +133,8 @@ class SageMakerLane:
             store=self.store,
             caller=job.caller,
         )
-        request = to_json(spec.call(spec.parse(job.payload), context), 6 * 1024 * 1024)
+        payload = spec.parse(claims.resolve(self.settings, job.payload, owner=job.job_id))
+        request = to_json(spec.call(payload, context), 6 * 1024 * 1024)
         bucket = self.settings.bucket_name()
         key = self.input_location(job.job_id, attempt).removeprefix(f"s3://{bucket}/")
         with aws.unavailable_as("S3"):
@@ -268,15 +270,15 @@ class SageMakerLane:
         if not location:
             raise OutputUnreadable("the notification names no output location")
         body = self._read(location)
+        if len(body) > self.settings.claim_check_bytes:
+            # It is in S3 already: the record keeps a claim on it where it is, and a client
+            # gets a presigned URL (offload.claims), whatever its content type.
+            return claims.Claim(location, len(body), hashlib.sha256(body).hexdigest()).as_json()
         try:
             result = json.loads(body)
         except ValueError:
             raise OutputUnreadable(f"the output at {location} is not JSON") from None
-        limit = self.settings.max_result_bytes
-        if len(body) > limit:
-            # Too big for the job record: keep where it is (claim-check comes with issue 7).
-            return {"output_location": location, "bytes": len(body)}
-        return to_json(result, limit)
+        return to_json(result, self.settings.max_result_bytes)  # NaN, say, fails the job
 
     def _failure(self, notification: Notification, job: Job) -> InferenceFailed:
         reason = notification.failure_reason or "SageMaker reported a failed invocation"

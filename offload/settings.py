@@ -110,11 +110,34 @@ class Settings(BaseSettings):
     # Long-poll time of a worker's SQS receive.
     worker_wait_time_s: int = Field(default=10, ge=0, le=20)
 
-    # A payload rides in the SQS message (base64 twice: x1.78) and the DynamoDB item (400 KB),
-    # so 128 KiB of JSON keeps both under their limits.
-    max_payload_bytes: int = Field(default=128 * 1024, ge=1024, le=128 * 1024)
-    # With the payload's 128 KiB, a result of 200 KiB keeps the item under DynamoDB's 400 KB.
-    max_result_bytes: int = Field(default=200 * 1024, ge=1024, le=200 * 1024)
+    # Claim check: a payload or result whose JSON is larger than this is kept in the results
+    # bucket, and the SQS message and the job record carry a reference to it. Inline, a
+    # payload rides in the SQS message (base64 twice: x1.78, under 256 KiB) and in the job
+    # record with its result (DynamoDB: 400 KB), and every read of the record pays for it:
+    # S3 is cheaper from a few KiB up. 0 keeps every payload and result in S3.
+    claim_check_bytes: int = Field(default=32 * 1024, ge=0, le=100 * 1024)
+    # The largest payload a job takes (its JSON), answered 413 above. Behind API Gateway and
+    # Lambda a request stops at Lambda's 6 MB (the body counted as escaped into the event).
+    max_payload_bytes: int = Field(default=6 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    # The largest result a task may return (its JSON); above it the job fails.
+    max_result_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # How long the presigned URL of a result kept in S3 (`result_download`) stays valid.
+    result_url_ttl_s: int = Field(default=600, ge=10, le=12 * 3600)
+
+    # Jobs a caller may have in flight (not yet ended) at once; more are answered 429 with
+    # Retry-After. 0: no limit. Jobs a job submits for itself (`ctx.submit_job`) are exempt.
+    max_jobs_in_flight: int = Field(default=1000, ge=0, le=1_000_000)
+    quota_retry_after_s: int = Field(default=5, ge=1, le=3600)
+
+    # notify.webhook: the key of its signature header, and the destinations it may reach
+    # besides public addresses (CIDRs, comma-separated: `offload dev` allows loopback).
+    webhook_secret: str | None = Field(default=None, repr=False)
+    webhook_allowed_networks: str = ""
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=14)
+
+    # Log lines may quote error messages, which can quote a payload (a validation error of
+    # the task's own, say): off by default, the message stays in the job record.
+    log_error_messages: bool = False
     job_retention_days: int = Field(default=30, ge=1)
     # Seconds an AWS call may take before the API answers 503.
     aws_timeout_s: float = Field(default=5.0, gt=0)

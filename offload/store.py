@@ -22,6 +22,8 @@ CALLER_INDEX = "caller-created"
 # failed jobs (the alarm review). Both by time of last change.
 INFLIGHT_INDEX = "inflight-updated"
 FAILED_INDEX = "failed-updated"
+# Sparse: the keys of a caller's jobs not yet ended (the in-flight quota counts them).
+CALLER_INFLIGHT_INDEX = "caller-inflight"
 # Ids are UUIDs; anything much longer cannot be a job (and nears DynamoDB's key limit).
 MAX_JOB_ID_CHARS = 128
 
@@ -129,6 +131,27 @@ class JobStore:
                 status=status,
             )
         return sorted(jobs, key=lambda job: job.updated_at)[:limit]
+
+    def count_in_flight(self, caller: str, up_to: int) -> int:
+        """How many of the caller's jobs have not ended, counted up to `up_to` (no further:
+        the quota only asks whether the limit is reached). Eventually consistent."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": CALLER_INFLIGHT_INDEX,
+            "KeyConditionExpression": "inflight_caller = :caller",
+            "ExpressionAttributeValues": {":caller": {"S": caller}},
+            "Select": "COUNT",
+        }
+        count = 0
+        while count < up_to:
+            kwargs["Limit"] = up_to - count
+            with aws.unavailable_as("DynamoDB"):
+                out = self.client.query(**kwargs)
+            count += out.get("Count", 0)
+            if "LastEvaluatedKey" not in out:
+                break
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+        return count
 
     def failed_since(self, since: datetime, limit: int = 200) -> list[Job]:
         """Up to `limit` jobs that failed (or changed while failed) after `since`, newest
@@ -322,7 +345,8 @@ class JobStore:
         }
         if terminal:
             assignments["expires_at"] = {"N": str(self._expiry(now))}
-            removes = (*removes, "inflight")  # out of the sweeps' index once it ends
+            # Out of the sweeps' index and the caller's in-flight count once it ends.
+            removes = (*removes, "inflight", "inflight_caller")
         if target is JobStatus.FAILURE:
             assignments["failed"] = {"S": items.failed_key(job_id)}  # into the review's
         names = {f"#f{i}": name for i, name in enumerate(assignments)}

@@ -170,7 +170,7 @@ def generate_on_sagemaker(ctx: JobContext, prompt: str) -> dict[str, Any]:
             f"generation job {job.job_id} ended {job.status.value}: {error}"
         )
     endpoint = f"{ctx.settings.stack_name}-{llm.ENDPOINT}"
-    return {"text": llm.generated_text(job.result), "model": f"sagemaker:{endpoint}"}
+    return {"text": llm.generated_text(ctx.result_of(job)), "model": f"sagemaker:{endpoint}"}
 
 
 def _terms(text: str) -> set[str]:

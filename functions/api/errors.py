@@ -20,6 +20,7 @@ from offload.errors import (
     JobNotFound,
     JobStateConflict,
     PayloadTooLarge,
+    TooManyJobsInFlight,
     Unauthenticated,
     UnknownTask,
 )
@@ -48,7 +49,7 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    details = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
+    details = [_detail(e) for e in exc.errors()]
     message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
     content_type = request.headers.get("content-type", "")
     body_unread = any(tuple(e["loc"]) == ("body",) for e in exc.errors())
@@ -56,6 +57,16 @@ async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
         # FastAPI reads a body as JSON only when it is declared so (`curl -d` sends a form).
         message = f"send the body as JSON with Content-Type: application/json ({message})"
     return error_response(422, "invalid_request", message, details)
+
+
+def _detail(error: Mapping[str, Any]) -> dict[str, str]:
+    """A validation error as `{"field", "message"}`; never the input that was refused."""
+    if error.get("type") == "json_invalid":
+        # Its location is a character offset in the body, not a field.
+        reason = (error.get("ctx") or {}).get("error", "not JSON")
+        position = error["loc"][-1] if len(error["loc"]) > 1 else 0
+        return {"field": "body", "message": f"invalid JSON at character {position}: {reason}"}
+    return {"field": _field(tuple(error["loc"])), "message": str(error["msg"])}
 
 
 async def _offload_error(request: Request, exc: Exception) -> JSONResponse:
@@ -74,6 +85,14 @@ async def _offload_error(request: Request, exc: Exception) -> JSONResponse:
         )
     if isinstance(exc, PayloadTooLarge):
         return error_response(413, "payload_too_large", str(exc), {"limit_bytes": exc.limit})
+    if isinstance(exc, TooManyJobsInFlight):
+        return error_response(
+            429,
+            "too_many_jobs",
+            str(exc),
+            {"limit": exc.limit},
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
     if isinstance(exc, Unauthenticated):
         return error_response(
             401, "unauthenticated", str(exc), headers={"WWW-Authenticate": "Bearer"}
@@ -94,7 +113,9 @@ async def _offload_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    kind = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+        exc.status_code, "http_error"
+    )
     return error_response(exc.status_code, kind, str(exc.detail), headers=exc.headers)
 
 
@@ -111,6 +132,7 @@ def install(app: FastAPI) -> None:
         InvalidPayload,
         InvalidCursor,
         PayloadTooLarge,
+        TooManyJobsInFlight,
         JobNotFound,
         IdempotencyMismatch,
         JobAlreadyExists,

@@ -20,6 +20,7 @@ from fastapi import FastAPI  # noqa: E402
 
 import tasks  # noqa: E402
 from functions.api import errors  # noqa: E402
+from functions.api.body_limit import BodyLimitMiddleware, body_limit_for  # noqa: E402
 from functions.api.routes import (  # noqa: E402
     dashboard,
     dlq,
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     )
     offload.install(app)
     errors.install(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=body_limit_for(settings.max_payload_bytes))
     for module in (jobs, events, task_routes, dlq, queues, documents, health, dashboard):
         app.include_router(module.router)
     return app

@@ -7,7 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from offload import claims
 from offload.job import Job, JobError, JobStatus, Lane, PastRun, Progress
+from offload.settings import Settings
 
 
 class SubmitJob(BaseModel):
@@ -25,8 +27,17 @@ class SubmitJob(BaseModel):
     )
 
 
+class ResultDownload(BaseModel):
+    """Where to fetch a result too large for the job record: a presigned GET URL."""
+
+    url: str = Field(description="presigned: GET it without credentials before expires_at")
+    bytes: int = Field(description="the result's size as JSON")
+    expires_at: datetime
+
+
 class JobView(BaseModel):
-    """A job as clients see it."""
+    """A job as clients see it. A result larger than the job record holds is `null` in
+    `result` and is fetched from `result_download`'s short-lived URL instead."""
 
     job_id: str
     task: str
@@ -44,11 +55,19 @@ class JobView(BaseModel):
     next_attempt_at: datetime | None
     cancel_requested: bool
     history: list[PastRun]
+    result_download: ResultDownload | None = None
 
     @classmethod
-    def of(cls, job: Job) -> JobView:
-        """The view of a stored job."""
-        return cls.model_validate(job.model_dump())
+    def of(cls, job: Job, settings: Settings) -> JobView:
+        """The view of a stored job; a claimed result becomes a presigned download."""
+        view = cls.model_validate(job.model_dump())
+        download = claims.download(settings, job.result)
+        if download is not None:
+            view.result = None
+            view.result_download = ResultDownload(
+                url=download.url, bytes=download.bytes, expires_at=download.expires_at
+            )
+        return view
 
 
 class JobPage(BaseModel):

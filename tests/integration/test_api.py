@@ -89,15 +89,20 @@ def test_malformed_request_is_422_in_the_same_shape(client: TestClient) -> None:
     assert {d["field"] for d in error["details"]} == {"task", "surprise"}
 
 
-def test_oversized_payload_is_413_with_the_limit(client: TestClient) -> None:
-    rows = [["x" * 100] for _ in range(2000)]  # ~210 KB: over SQS's reach once encoded
+def test_a_payload_over_the_maximum_is_413_with_the_limit(client: TestClient) -> None:
+    limit = Settings().max_payload_bytes
+    blob = "x" * limit  # its JSON is a few bytes more than the limit
     response = client.post(
         "/jobs",
-        json={"task": "reports.pdf", "payload": {"title": "t", "columns": ["c"], "rows": rows}},
+        json={
+            "task": "audit.record",
+            "payload": {"event": "e", "subject": "s", "data": {"b": blob}},
+        },
     )
     assert response.status_code == 413
     error = response.json()["error"]
-    assert error["type"] == "payload_too_large" and "131072" in error["message"]
+    assert error["type"] == "payload_too_large" and str(limit) in error["message"]
+    assert error["details"] == {"limit_bytes": limit}
     assert client.get("/jobs").json()["jobs"] == []
 
 

@@ -139,7 +139,8 @@ def test_an_overrunning_task_does_not_eat_the_next_jobs_time(settings: Settings)
 
 
 def test_results_that_cannot_be_stored_fail_the_job_at_once(settings: Settings) -> None:
-    nan, huge = run_all(settings, [{"result": "nan"}, {"result": "huge"}])
+    small_limit = settings.model_copy(update={"max_result_bytes": 256 * 1024})
+    nan, huge = run_all(small_limit, [{"result": "nan"}, {"result": "huge"}])
     assert (nan.status, nan.attempts) == (JobStatus.FAILURE, 1)
     assert nan.error is not None and nan.error.type == "ResultNotSerializable"
     assert (huge.status, huge.attempts) == (JobStatus.FAILURE, 1)

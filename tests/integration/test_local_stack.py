@@ -14,7 +14,7 @@ from moto.server import ThreadedMotoServer
 from infra.local_stack import Clients, LocalStack, LocalStackError, provision, wait_for_endpoint
 from infra.template import load_template
 from offload.settings import QueueLane, Settings
-from offload.store import CALLER_INDEX, FAILED_INDEX, INFLIGHT_INDEX
+from offload.store import CALLER_INDEX, CALLER_INFLIGHT_INDEX, FAILED_INDEX, INFLIGHT_INDEX
 
 LANES: tuple[QueueLane, ...] = ("cpu", "gpu")
 
@@ -128,6 +128,7 @@ def _check(stack: LocalStack, settings: Settings, clients: Clients) -> None:
         CALLER_INDEX: [("caller", "HASH"), ("created_at", "RANGE")],
         INFLIGHT_INDEX: [("inflight", "HASH"), ("updated_at", "RANGE")],
         FAILED_INDEX: [("failed", "HASH"), ("updated_at", "RANGE")],
+        CALLER_INFLIGHT_INDEX: [("inflight_caller", "HASH")],
     }
     ttl = clients.dynamodb.describe_time_to_live(TableName=settings.table_name())
     assert ttl["TimeToLiveDescription"] == {

@@ -11,7 +11,7 @@ import pytest
 from infra.template import TemplateError, load_template, references, resolve
 from offload.catalog import INLINE_MAX_TIMEOUT_S
 from offload.settings import Settings
-from offload.store import CALLER_INDEX, FAILED_INDEX, INFLIGHT_INDEX
+from offload.store import CALLER_INDEX, CALLER_INFLIGHT_INDEX, FAILED_INDEX, INFLIGHT_INDEX
 
 TAGS_YAML = """
 Resources:
@@ -191,7 +191,7 @@ def test_template_declares_the_jobs_table(resources: dict[str, Any]) -> None:
     assert props["BillingMode"] == "PAY_PER_REQUEST"
     assert props["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
     indexes = {index["IndexName"]: index for index in props["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {CALLER_INDEX, INFLIGHT_INDEX, FAILED_INDEX}
+    assert set(indexes) == {CALLER_INDEX, INFLIGHT_INDEX, FAILED_INDEX, CALLER_INFLIGHT_INDEX}
     assert indexes[CALLER_INDEX]["KeySchema"] == [
         {"AttributeName": "caller", "KeyType": "HASH"},
         {"AttributeName": "created_at", "KeyType": "RANGE"},
@@ -205,6 +205,11 @@ def test_template_declares_the_jobs_table(resources: dict[str, Any]) -> None:
         {"AttributeName": "failed", "KeyType": "HASH"},
         {"AttributeName": "updated_at", "KeyType": "RANGE"},
     ]
+    # The quota only counts: keys suffice.
+    assert indexes[CALLER_INFLIGHT_INDEX]["KeySchema"] == [
+        {"AttributeName": "inflight_caller", "KeyType": "HASH"}
+    ]
+    assert indexes.pop(CALLER_INFLIGHT_INDEX)["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     assert all(i["Projection"] == {"ProjectionType": "ALL"} for i in indexes.values())
     assert {d["AttributeName"]: d["AttributeType"] for d in props["AttributeDefinitions"]} == {
         "job_id": "S",
@@ -213,6 +218,7 @@ def test_template_declares_the_jobs_table(resources: dict[str, Any]) -> None:
         "inflight": "S",
         "updated_at": "S",
         "failed": "S",
+        "inflight_caller": "S",
     }
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}

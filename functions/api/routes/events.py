@@ -67,10 +67,10 @@ async def _events(jobs: JobsDep, job: Job, last_sent: str | None) -> AsyncIterat
     while True:
         stamp = isoformat(job.updated_at)
         if job.status.terminal:
-            yield _event("end", stamp, job)
+            yield _event("end", stamp, job, jobs)
             return
         if stamp != last_sent:
-            yield _event("job", stamp, job)
+            yield _event("job", stamp, job, jobs)
             last_sent = stamp
         if loop.time() >= ends_at:
             return  # the client reconnects with the last id
@@ -80,6 +80,7 @@ async def _events(jobs: JobsDep, job: Job, last_sent: str | None) -> AsyncIterat
         job = latest
 
 
-def _event(name: str, stamp: str, job: Job) -> str:
-    data = json.dumps(JobView.of(job).model_dump(mode="json"), separators=(",", ":"))
+def _event(name: str, stamp: str, job: Job, jobs: JobsDep) -> str:
+    view = JobView.of(job, jobs.store.settings)
+    data = json.dumps(view.model_dump(mode="json"), separators=(",", ":"))
     return f"id: {stamp}\nevent: {name}\ndata: {data}\n\n"

@@ -20,7 +20,7 @@ async def submit_job(body: SubmitJob, jobs: JobsDep, response: Response) -> JobV
     """Submit a job; it runs in its task's lane. 202 with the job and its `Location`."""
     job = await jobs.submit(body.task, body.payload, idempotency_key=body.idempotency_key)
     response.headers["Location"] = f"/jobs/{job.job_id}"
-    return JobView.of(job)
+    return JobView.of(job, jobs.store.settings)
 
 
 @router.get("/jobs/{job_id}", response_model=JobView)
@@ -33,7 +33,7 @@ async def get_job(
 ) -> JobView:
     """The job; with `wait`, answers as soon as it changes or after `wait` seconds."""
     job = await (jobs.wait(job_id, wait) if wait else jobs.get(job_id))
-    return JobView.of(job)
+    return JobView.of(job, jobs.store.settings)
 
 
 @router.get("/jobs", response_model=JobPage)
@@ -46,7 +46,9 @@ async def list_jobs(
 ) -> JobPage:
     """The caller's jobs, newest first, filtered by status and task."""
     page, next_cursor = await jobs.list(limit=limit, cursor=cursor, status=status, task=task)
-    return JobPage(jobs=[JobView.of(job) for job in page], next_cursor=next_cursor)
+    return JobPage(
+        jobs=[JobView.of(job, jobs.store.settings) for job in page], next_cursor=next_cursor
+    )
 
 
 @router.post("/jobs/{job_id}/cancel", status_code=202, response_model=JobView)
@@ -54,4 +56,4 @@ async def cancel_job(job_id: str, jobs: JobsDep) -> JobView:
     """Cancel a job: REVOKED at once if it has not started; a running one is flagged
     (`cancel_requested`) and stops at its next progress report or worker heartbeat.
     409 when it has already ended."""
-    return JobView.of(await jobs.cancel(job_id))
+    return JobView.of(await jobs.cancel(job_id), jobs.store.settings)
