@@ -7,7 +7,7 @@ Celery, no model is touched until used.
 
 from __future__ import annotations
 
-from offload.catalog import CATALOG, Batch, Catalog, TaskSpec, task
+from offload.catalog import CATALOG, Batch, Catalog, Payload, TaskSpec, task
 from offload.context import JobContext
 from offload.errors import PermanentFailure
 from offload.job import Job, JobStatus
@@ -20,6 +20,7 @@ __all__ = [
     "Job",
     "JobContext",
     "JobStatus",
+    "Payload",
     "PermanentFailure",
     "Settings",
     "TaskSpec",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from offload.errors import InvalidPayload, TaskDeclarationError, UnknownTask
 from offload.job import LANES, Lane
@@ -29,6 +30,13 @@ BatchFn = Callable[[list[Any], list["JobContext"]], list[Any]]
 # Largest batch and longest wait a task may declare: beyond them a batch is a job of its own.
 MAX_BATCH_SIZE = 256
 MAX_BATCH_WAIT_MS = 1000.0
+
+
+class Payload(BaseModel):
+    """The base of task payload models: a field the model does not declare is an error
+    (422 naming it), never silently dropped. Nested models derive from it too."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass(frozen=True)
@@ -201,6 +209,14 @@ def declare(
         )
     if not (isinstance(payload, type) and issubclass(payload, BaseModel)):
         raise TaskDeclarationError(f"task {name!r}: payload must be a pydantic model class")
+    lenient = lenient_models(payload)
+    if lenient:
+        raise TaskDeclarationError(
+            f"task {name!r}: payload model {', '.join(lenient)} ignores fields it does not "
+            "declare, so a misspelt field would be dropped without a word; derive it from "
+            "offload.Payload, which rejects them, or set model_config = "
+            "ConfigDict(extra='forbid') (or extra='allow' to keep them)"
+        )
     if max_attempts < 1:
         raise TaskDeclarationError(f"task {name!r}: max_attempts must be at least 1")
     if timeout_s <= 0:
@@ -249,6 +265,34 @@ def declare(
         warmup=warmup,
         endpoint=endpoint,
     )
+
+
+def lenient_models(model: type[BaseModel]) -> list[str]:
+    """The names of `model` and the models nested in its fields that ignore unknown fields
+    (pydantic's default): each must forbid them, or keep them on purpose (extra='allow')."""
+    found: list[str] = []
+    seen: set[type[BaseModel]] = set()
+
+    def visit(current: type[BaseModel]) -> None:
+        if current in seen:
+            return
+        seen.add(current)
+        if current.model_config.get("extra") not in ("forbid", "allow"):
+            found.append(current.__name__)
+        for field in current.model_fields.values():
+            for kind in _types_in(field.annotation):
+                visit(kind)
+
+    visit(model)
+    return found
+
+
+def _types_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    """The models an annotation names, however deep (`list[Row] | None`, `dict[str, Row]`)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in typing.get_args(annotation):
+        yield from _types_in(arg)
 
 
 # Endpoint names allow 63 characters; this leaves room for the stack's name before it.

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from offload.outbound import IPNetwork, parse_networks
+
 QueueLane = Literal["cpu", "gpu"]
 AuthMode = Literal["none", "tokens", "jwt"]
 
@@ -20,7 +22,10 @@ class Settings(BaseSettings):
     """offload's configuration. With only `OFFLOAD_AWS_ENDPOINT_URL` set, the defaults name
     the resources the local stack creates from `template.yaml`."""
 
-    model_config = SettingsConfigDict(env_prefix="OFFLOAD_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a validation error would otherwise quote every value, tokens too.
+    model_config = SettingsConfigDict(
+        env_prefix="OFFLOAD_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     aws_endpoint_url: str | None = None
     aws_region: str = "us-east-1"
@@ -143,10 +148,11 @@ class Settings(BaseSettings):
     aws_timeout_s: float = Field(default=5.0, gt=0)
 
     @model_validator(mode="after")
-    def _tokens_readable(self) -> Settings:
+    def _readable(self) -> Settings:
         # Fail at start-up, not at the first request.
         if self.auth_mode == "tokens":
             self.token_callers()
+        self.webhook_networks()
         return self
 
     @property
@@ -172,6 +178,13 @@ class Settings(BaseSettings):
         if not pairs:
             raise ValueError("OFFLOAD_AUTH=tokens needs OFFLOAD_API_TOKENS (token=caller,...)")
         return pairs
+
+    def webhook_networks(self) -> tuple[IPNetwork, ...]:
+        """webhook_allowed_networks, parsed; ValueError names a bad entry."""
+        try:
+            return parse_networks(self.webhook_allowed_networks)
+        except ValueError as exc:
+            raise ValueError(f"OFFLOAD_WEBHOOK_ALLOWED_NETWORKS: {exc}") from None
 
     def operator_callers(self) -> frozenset[str]:
         """The callers `operators` names."""

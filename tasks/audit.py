@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from offload import JobContext, task
+from offload import JobContext, Payload, task
 from offload.job import isoformat, utcnow
 
 
-class AuditEvent(BaseModel):
+class AuditEvent(Payload):
     """Something that happened, to keep a record of."""
 
     event: str = Field(

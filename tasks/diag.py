@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from offload import Batch, JobContext, task
+from offload import Batch, JobContext, Payload, task
 
 
 class Echo(BaseModel):
@@ -17,7 +17,7 @@ class Echo(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class Nap(BaseModel):
+class Nap(Payload):
     """How long an inline nap lasts."""
 
     seconds: float = Field(ge=0, le=10, description="how long to sleep, at most 10 s")
@@ -26,7 +26,7 @@ class Nap(BaseModel):
     )
 
 
-class Sleep(BaseModel):
+class Sleep(Payload):
     """How long a cpu worker sleeps."""
 
     seconds: float = Field(ge=0, le=600, description="how long to sleep, at most 10 minutes")
@@ -42,7 +42,7 @@ class Sleep(BaseModel):
     )
 
 
-class Flaky(BaseModel):
+class Flaky(Payload):
     """How many attempts fail before one succeeds."""
 
     fail_times: int = Field(
@@ -85,7 +85,7 @@ def sleep(payload: Sleep, ctx: JobContext) -> dict[str, float]:
     return {"slept_s": round(time.monotonic() - started, 3)}
 
 
-class Hang(BaseModel):
+class Hang(Payload):
     """How a task that overruns its time limit behaves."""
 
     ignore_soft_limit: bool = Field(
@@ -122,7 +122,7 @@ def flaky(payload: Flaky, ctx: JobContext) -> dict[str, int]:
     return {"attempt": ctx.attempt}
 
 
-class Shout(BaseModel):
+class Shout(Payload):
     """A word to upper-case in a batch."""
 
     word: str = Field(min_length=1, max_length=100)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Final, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-from offload import Batch, JobContext, task
+from offload import Batch, JobContext, Payload, task
 from tasks import vector_index
 from tasks.text import CHUNK_CHARS, chunk
 from tasks.vector_index import Chunk
@@ -23,7 +23,7 @@ MAX_TEXTS = 32
 Text = Annotated[str, StringConstraints(min_length=1, max_length=8000)]
 
 
-class Embed(BaseModel):
+class Embed(Payload):
     texts: list[Text] = Field(
         min_length=1,
         max_length=MAX_TEXTS,
@@ -110,14 +110,14 @@ def embed_texts(texts: list[str]) -> list[list[float]]:
 IndexName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
 
 
-class Document(BaseModel):
+class Document(Payload):
     """A document to index."""
 
     id: str = Field(min_length=1, max_length=200, description="your id for it, unique here")
     text: str = Field(min_length=1, description="its text, chunked at paragraph breaks")
 
 
-class BuildIndex(BaseModel):
+class BuildIndex(Payload):
     """A set of documents to make into a named, searchable index."""
 
     name: IndexName = Field(description="the index's name (a-z, 0-9, . _ -); rebuilt if it exists")

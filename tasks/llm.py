@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from offload import JobContext, PermanentFailure, Settings, task
+from offload import JobContext, Payload, PermanentFailure, Settings, task
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def _call(settings: Settings, body: dict[str, Any]) -> Completion:
     return Completion(text, str(data.get("model", body["model"])), data.get("usage") or {})
 
 
-class Generate(BaseModel):
+class Generate(Payload):
     """A prompt for the sagemaker lane's text generation endpoint."""
 
     prompt: str = Field(min_length=1, max_length=20_000)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from offload import JobContext, JobStatus, task
+from offload import JobContext, JobStatus, Payload, task
 from tasks import llm, vector_index
 from tasks.embeddings import IndexName, embed_texts, load_model
 
@@ -39,7 +39,7 @@ SYSTEM_PROMPT = (
 )
 
 
-class Ask(BaseModel):
+class Ask(Payload):
     """A question for an index built by embeddings.index."""
 
     index: IndexName

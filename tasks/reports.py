@@ -11,7 +11,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-from offload import JobContext, task
+from offload import JobContext, Payload, task
 from offload.job import utcnow
 
 MAX_COLUMNS = 20
@@ -21,7 +21,7 @@ Cell = str | int | float | None
 ColumnName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
-class ReportRequest(BaseModel):
+class ReportRequest(Payload):
     title: str = Field(min_length=1, max_length=200, description="printed at the top of page 1")
     subtitle: str | None = Field(
         default=None, max_length=500, description="printed under the title"

@@ -6,9 +6,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
-from offload import Batch, JobContext
+from offload import Batch, JobContext, Payload
 from offload.batches import Delivery, run_batch
 from offload.catalog import Catalog
 from offload.errors import TaskDeclarationError
@@ -21,7 +20,7 @@ catalog = Catalog()
 calls: list[list[str]] = []
 
 
-class Word(BaseModel):
+class Word(Payload):
     word: str
 
 

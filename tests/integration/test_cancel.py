@@ -6,10 +6,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import BaseModel
 
 from functions.api.main import create_app
-from offload import JobContext
+from offload import JobContext, Payload
 from offload.cancel import request_cancel
 from offload.catalog import Catalog
 from offload.errors import JobStateConflict
@@ -24,7 +23,7 @@ catalog = Catalog()
 ran: list[str] = []
 
 
-class Empty(BaseModel):
+class Empty(Payload):
     pass
 
 

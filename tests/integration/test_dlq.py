@@ -8,10 +8,9 @@ from typing import Any
 import boto3
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import BaseModel
 
 from functions.api.main import create_app
-from offload import JobContext, PermanentFailure, celery_protocol
+from offload import JobContext, Payload, PermanentFailure, celery_protocol
 from offload.catalog import Catalog
 from offload.job import JobStatus
 from offload.settings import Settings
@@ -23,7 +22,7 @@ catalog = Catalog()
 broken = {"on": True}
 
 
-class Order(BaseModel):
+class Order(Payload):
     order_id: int
 
 

@@ -7,9 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
-from offload import JobContext, celery_protocol
+from offload import JobContext, Payload, celery_protocol
 from offload.catalog import Catalog
 from offload.errors import AwsUnavailable
 from offload.execution import Attempt
@@ -21,7 +20,7 @@ from offload.store import JobStore
 from tests.integration import jobs
 
 
-class Plan(BaseModel):
+class Plan(Payload):
     fail_times: int = 0
     sleep_s: float = 0
     raise_timeout: bool = False

@@ -7,9 +7,8 @@ from typing import Any
 
 import boto3
 import pytest
-from pydantic import BaseModel
 
-from offload import JobContext, celery_protocol
+from offload import JobContext, Payload, celery_protocol
 from offload.catalog import Catalog
 from offload.job import JobError, JobStatus, utcnow
 from offload.leases import claim
@@ -19,7 +18,7 @@ from tests.integration import jobs
 from workers.runtime import Runtime
 
 
-class Count(BaseModel):
+class Count(Payload):
     n: int
 
 

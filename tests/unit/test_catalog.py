@@ -3,13 +3,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from offload.catalog import INLINE_MAX_TIMEOUT_S, Catalog
+from offload.catalog import INLINE_MAX_TIMEOUT_S, Catalog, Payload
 from offload.errors import InvalidPayload, TaskDeclarationError, UnknownTask
 
 
-class Rows(BaseModel):
+class Rows(Payload):
     rows: list[int] = Field(min_length=1)
     title: str
 

@@ -9,16 +9,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
-from offload import Batch
+from offload import Batch, Payload
 from offload.catalog import Catalog
 from workers.warmup import wait_until_warm, warm
 
 loaded: list[str] = []
 
 
-class Nothing(BaseModel):
+class Nothing(Payload):
     pass
 
 
