@@ -30,6 +30,12 @@ from tasks import llm
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Locally, webhooks may reach this machine's own receivers (refused by default elsewhere),
+# and are signed with a fixed secret a local receiver can check.
+LOCAL_WEBHOOK_NETWORKS = "127.0.0.0/8,::1/128"
+LOCAL_WEBHOOK_SECRET = "offload-local-webhook-secret"
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
@@ -99,7 +105,11 @@ class LocalSystem:
     def settings(self) -> Settings:
         """The settings every process of this system runs with."""
         settings = Settings(
-            aws_endpoint_url=self.aws_url, api_host=self.host, api_port=self.api_port
+            aws_endpoint_url=self.aws_url,
+            api_host=self.host,
+            api_port=self.api_port,
+            webhook_allowed_networks=LOCAL_WEBHOOK_NETWORKS,
+            webhook_secret=LOCAL_WEBHOOK_SECRET,
         )
         if self.visibility_timeout_s is not None:
             settings = settings.model_copy(
@@ -116,6 +126,8 @@ class LocalSystem:
             OFFLOAD_AWS_ENDPOINT_URL=self.aws_url,
             OFFLOAD_API_HOST=self.host,
             OFFLOAD_API_PORT=str(self.api_port),
+            OFFLOAD_WEBHOOK_ALLOWED_NETWORKS=LOCAL_WEBHOOK_NETWORKS,
+            OFFLOAD_WEBHOOK_SECRET=LOCAL_WEBHOOK_SECRET,
             PYTHONUNBUFFERED="1",
             HF_HUB_OFFLINE="1",
             TRANSFORMERS_OFFLINE="1",
@@ -358,6 +370,14 @@ def _llm_hint(system: LocalSystem) -> str:
     return system.extra_env.get("OFFLOAD_LLM_BASE_URL", "none")
 
 
+def _webhook_hint(system: LocalSystem) -> str:
+    env = system.env()
+    return (
+        f"may reach {env['OFFLOAD_WEBHOOK_ALLOWED_NETWORKS']} (refused by default elsewhere);"
+        f"\n                 signed with OFFLOAD_WEBHOOK_SECRET={env['OFFLOAD_WEBHOOK_SECRET']}"
+    )
+
+
 def _banner(system: LocalSystem) -> str:
     api = system.api_url
     return f"""
@@ -368,6 +388,7 @@ offload is up.
   workers        {", ".join(system.lanes)} (Celery on SQS)
   callers        {_auth_hint(system)}
   generation     {_llm_hint(system)}
+  webhooks       {_webhook_hint(system)}
 
 Try:
   curl -s -X POST {api}/jobs -H 'content-type: application/json' \\

@@ -4,9 +4,9 @@ every task in `offload.CATALOG`; task bodies keep their heavy imports to themsel
 from __future__ import annotations
 
 from offload.catalog import CATALOG, Catalog
-from tasks import audit, diag, embeddings, llm, rag, reports
+from tasks import audit, diag, embeddings, llm, notify, rag, reports
 
-__all__ = ["audit", "catalog", "diag", "embeddings", "llm", "rag", "reports"]
+__all__ = ["audit", "catalog", "diag", "embeddings", "llm", "notify", "rag", "reports"]
 
 
 def catalog() -> Catalog:
