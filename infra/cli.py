@@ -184,7 +184,7 @@ def _api(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    logs.configure("offload-api", settings.log_level)
+    logs.configure("offload-api", settings.log_level, error_messages=settings.log_error_messages)
     # No uvicorn logging config: its loggers propagate to the root's JSON lines too.
     uvicorn.run("functions.api.main:app", host=args.host, port=args.port, log_config=None)
     return 0

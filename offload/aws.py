@@ -44,6 +44,9 @@ def _client(service: str, settings: Settings) -> Any:
         connect_timeout=settings.aws_timeout_s,
         read_timeout=settings.aws_timeout_s,
         retries={"max_attempts": 3, "mode": "standard"},
+        # Presigned URLs (large results) signed with SigV4: SigV2 is refused in newer
+        # regions and cannot carry a session token's expiry properly.
+        signature_version="s3v4" if service == "s3" else None,
     )
     kwargs: dict[str, Any] = {"config": config}
     if settings.aws_endpoint_url:

@@ -32,7 +32,11 @@ def lambda_handler(app: FastAPI) -> LambdaHandler:
     the response. Call it at import of the handler's module: under a Lambda runtime it
     registers the internal extension, which Lambda only accepts during init."""
     offload: Offload = app.state.offload
-    logs.configure_on_lambda("offload-api", offload.settings.log_level)
+    logs.configure_on_lambda(
+        "offload-api",
+        offload.settings.log_level,
+        error_messages=offload.settings.log_error_messages,
+    )
     # A runner of its own: its slots belong to the loop thread, not to uvicorn's loop.
     inline = LambdaInline(offload.new_inline_runner(), offload.settings.lambda_deadline_margin_s)
     offload.lambda_inline = inline

@@ -1,5 +1,12 @@
 """Structured logs: Powertools' JSON formatter, with `job_id` and `request_id` on every line.
 
+Log lines never quote a payload or a token by default. offload itself logs ids, counts and
+states, never payloads; what could quote one is an exception's message (a task's
+`ValueError(f"bad row {row}")`, a validation error with its input), so the messages of
+exceptions other than offload's own are withheld from every line, tracebacks included,
+unless `OFFLOAD_LOG_ERROR_MESSAGES=true`. The job record keeps the message for its caller.
+AWS SDK loggers never go below INFO: their DEBUG lines carry request bodies and credentials.
+
 The ids live in context variables: set by the API per request (`request_id`) and by each
 attempt of a job (`job_id`, and the id of the request that submitted it). Every logger of
 the process, ours, Celery's and the tasks' own, goes through the root handlers configured
@@ -28,6 +35,57 @@ class ContextFilter(logging.Filter):
         return True
 
 
+WITHHELD = "(message withheld: set OFFLOAD_LOG_ERROR_MESSAGES=true to log it)"
+# Loggers whose DEBUG lines hold request bodies or signed headers.
+_WIRE_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "kombu.asynchronous.http")
+
+
+def _speaks_for_itself(exc: BaseException) -> bool:
+    """Whether an exception's message is offload's own words (ids, states, services): those
+    of the engine's errors, but not of errors tasks raise (PermanentFailure's kind)."""
+    from offload.errors import OffloadError, PermanentFailure
+
+    return isinstance(exc, OffloadError) and not isinstance(exc, PermanentFailure)
+
+
+def withheld(exc: BaseException) -> object:
+    """How an exception argument of a log line appears while messages are withheld."""
+    return exc if _speaks_for_itself(exc) else f"{type(exc).__name__} {WITHHELD}"
+
+
+class WithholdErrorMessages(logging.Filter):
+    """Replaces exception messages in a record's arguments and traceback (see above)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                withheld(arg) if isinstance(arg, BaseException) else arg for arg in record.args
+            )
+        if record.exc_info and record.exc_info[1] is not None:
+            stand_in = _without_messages(record.exc_info[1], set())
+            record.exc_info = (type(stand_in), stand_in, stand_in.__traceback__)
+            record.exc_text = None  # a handler may have formatted the original already
+        return True
+
+
+def _without_messages(exc: BaseException, seen: set[int]) -> BaseException:
+    """A stand-in for `exc` for formatters: its type's name, its frames, its chain, and no
+    message unless offload's own."""
+    if _speaks_for_itself(exc):
+        return exc
+    seen.add(id(exc))
+    kind: type[Exception] = type(
+        type(exc).__name__, (Exception,), {"__module__": type(exc).__module__}
+    )
+    stand_in: BaseException = kind(WITHHELD).with_traceback(exc.__traceback__)
+    for link in ("__cause__", "__context__"):
+        linked = getattr(exc, link)
+        if linked is not None and id(linked) not in seen:
+            setattr(stand_in, link, _without_messages(linked, seen))
+    stand_in.__suppress_context__ = exc.__suppress_context__
+    return stand_in
+
+
 @contextmanager
 def log_context(*, job_id: str | None = None, request_id: str | None = None) -> Iterator[None]:
     """Within the block, log lines carry these ids (those given; the others stay as they are)."""
@@ -43,15 +101,18 @@ def log_context(*, job_id: str | None = None, request_id: str | None = None) -> 
             var.reset(token)
 
 
-def configure_on_lambda(service: str, level: str | int = "INFO") -> None:
+def configure_on_lambda(
+    service: str, level: str | int = "INFO", *, error_messages: bool = False
+) -> None:
     """`configure`, on Lambda only: tests and tools that import a function's module keep
     their own logging."""
     if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
-        configure(service, level)
+        configure(service, level, error_messages=error_messages)
 
 
-def configure(service: str, level: str | int = "INFO") -> None:
-    """JSON lines for every logger of the process (idempotent).
+def configure(service: str, level: str | int = "INFO", *, error_messages: bool = False) -> None:
+    """JSON lines for every logger of the process (idempotent); exception messages withheld
+    unless `error_messages` (`Settings.log_error_messages`).
 
     On Lambda the runtime has installed its own root handler: it keeps it (its lines reach
     CloudWatch with the request id) and only changes its format. Elsewhere lines go to stdout.
@@ -65,5 +126,14 @@ def configure(service: str, level: str | int = "INFO") -> None:
     for handler in root.handlers:
         if not any(isinstance(f, ContextFilter) for f in handler.filters):
             handler.addFilter(ContextFilter())
+        withholding = [f for f in handler.filters if isinstance(f, WithholdErrorMessages)]
+        if not error_messages and not withholding:
+            handler.addFilter(WithholdErrorMessages())
+        for found in withholding if error_messages else ():
+            handler.removeFilter(found)
         handler.setFormatter(LambdaPowertoolsFormatter(service=service, utc=True))
     root.setLevel(level)
+    for name in _WIRE_LOGGERS:
+        wire = logging.getLogger(name)
+        if wire.getEffectiveLevel() < logging.INFO:
+            wire.setLevel(logging.INFO)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from typing import Any
@@ -48,6 +49,11 @@ class Flaky(Payload):
     fail_times: int = Field(
         ge=0, le=20, description="attempts that fail before one succeeds (across replays)"
     )
+    note: str = Field(
+        default="",
+        max_length=200,
+        description="said in each planned failure's message (tests check that logs withhold it)",
+    )
 
 
 @task("diag.echo", lane="inline", payload=Echo, max_attempts=1, timeout_s=5)
@@ -85,6 +91,24 @@ def sleep(payload: Sleep, ctx: JobContext) -> dict[str, float]:
     return {"slept_s": round(time.monotonic() - started, 3)}
 
 
+class Blob(Payload):
+    """Data of any size (up to the payload limit), to digest and perhaps send back."""
+
+    data: str = Field(description="any text")
+    echo: bool = Field(default=False, description="return the data too, not only its digest")
+
+
+@task("diag.digest", lane="cpu", payload=Blob, max_attempts=3, timeout_s=60)
+def digest(payload: Blob, ctx: JobContext) -> dict[str, Any]:
+    """Size and SHA-256 of the data, on a cpu worker: how tests send large payloads (and,
+    with `echo`, large results) through the whole system."""
+    data = payload.data.encode()
+    result: dict[str, Any] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    if payload.echo:
+        result["data"] = payload.data
+    return result
+
+
 class Hang(Payload):
     """How a task that overruns its time limit behaves."""
 
@@ -118,7 +142,8 @@ def flaky(payload: Flaky, ctx: JobContext) -> dict[str, int]:
     Attempts count across replays, so a job that failed for good succeeds once replayed."""
     made = ctx.previous_attempts + ctx.attempt
     if made <= payload.fail_times:
-        raise FlakyError(f"planned failure {made} of {payload.fail_times}")
+        said = f": {payload.note}" if payload.note else ""
+        raise FlakyError(f"planned failure {made} of {payload.fail_times}{said}")
     return {"attempt": ctx.attempt}
 
 

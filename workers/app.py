@@ -131,7 +131,11 @@ def _beat_while_running(app: Celery, settings: Settings) -> None:
 
     def setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
         # Connected, this replaces Celery's own logging set-up: JSON lines with job ids.
-        logs.configure("offload-worker", loglevel or settings.log_level)
+        logs.configure(
+            "offload-worker",
+            loglevel or settings.log_level,
+            error_messages=settings.log_error_messages,
+        )
 
     # Not weak: the handlers are closures that would otherwise be collected at once.
     signals.setup_logging.connect(setup_logging, weak=False)

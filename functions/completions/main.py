@@ -45,7 +45,9 @@ def make_handler(lane: SageMakerLane) -> Callable[[dict[str, Any], Any], dict[st
 
 
 settings = get_settings()
-logs.configure_on_lambda("offload-completions", settings.log_level)
+logs.configure_on_lambda(
+    "offload-completions", settings.log_level, error_messages=settings.log_error_messages
+)
 lane = SageMakerLane(settings, JobStore(settings), tasks.catalog())
 
 

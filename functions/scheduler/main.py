@@ -32,7 +32,9 @@ from offload.stuck import stuck_jobs
 log = logging.getLogger(__name__)
 
 settings = get_settings()
-logs.configure_on_lambda("offload-scheduler", settings.log_level)
+logs.configure_on_lambda(
+    "offload-scheduler", settings.log_level, error_messages=settings.log_error_messages
+)
 store = JobStore(settings)
 lane = SageMakerLane(settings, store, tasks.catalog())
 # Whose jobs scheduled ones are (`GET /jobs` of this caller lists them).

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from offload.logs import job_id_var, log_context, request_id_var
+from offload.logs import WITHHELD, job_id_var, log_context, request_id_var
 
 PROBE = """
 import logging
@@ -37,3 +37,54 @@ def test_the_context_is_restored_after_the_block() -> None:
     with log_context(job_id="a", request_id="b"):
         assert (job_id_var.get(), request_id_var.get()) == ("a", "b")
     assert (job_id_var.get(), request_id_var.get()) == (None, None)
+
+
+WITHHOLDING_PROBE = """
+import logging, sys
+from offload import logs
+from offload.errors import AwsUnavailable
+logs.configure("probe", "DEBUG", error_messages=sys.argv[1] == "on")
+log = logging.getLogger("tasks.mine")
+
+def parse_row(row):
+    try:
+        int(row)
+    except ValueError as inner:
+        raise RuntimeError(f"row {row} is bad") from inner
+
+try:
+    parse_row("SECRET-ROW")
+except RuntimeError as exc:
+    log.warning("job raised %s", exc, exc_info=True)
+log.error("store: %s", AwsUnavailable("DynamoDB", "ThrottlingException"))
+logging.getLogger("botocore.endpoint").debug("Making request with body SECRET-BODY")
+"""
+
+
+def probe(error_messages: str) -> list[dict[str, object]]:
+    out = subprocess.run(
+        [sys.executable, "-c", WITHHOLDING_PROBE, error_messages],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_exception_messages_are_withheld_by_default_frames_and_types_kept() -> None:
+    lines = probe("off")
+    text = json.dumps(lines)
+    assert "SECRET" not in text  # not in the message, the traceback, its cause, or botocore's
+    failure, outage = lines
+    assert failure["message"] == f"job raised RuntimeError {WITHHELD}"
+    assert "parse_row" in failure["exception"] and "RuntimeError" in failure["exception"]
+    assert "ValueError" in failure["exception"]  # the cause's type is kept too
+    assert failure["exception_name"] == "RuntimeError"
+    # offload's own errors say only what offload put in them: kept whole.
+    assert outage["message"] == "store: DynamoDB is unavailable: ThrottlingException"
+
+
+def test_exception_messages_are_logged_when_configured() -> None:
+    failure = probe("on")[0]
+    assert failure["message"] == "job raised row SECRET-ROW is bad"
+    assert "SECRET-ROW" in failure["exception"]
