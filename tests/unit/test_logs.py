@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 from offload.logs import WITHHELD, job_id_var, log_context, request_id_var
 
@@ -61,7 +62,7 @@ logging.getLogger("botocore.endpoint").debug("Making request with body SECRET-BO
 """
 
 
-def probe(error_messages: str) -> list[dict[str, object]]:
+def probe(error_messages: str) -> list[dict[str, Any]]:
     out = subprocess.run(
         [sys.executable, "-c", WITHHOLDING_PROBE, error_messages],
         capture_output=True,
