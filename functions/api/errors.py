@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from offload.errors import (
     AwsUnavailable,
@@ -113,10 +114,32 @@ async def _offload_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_UNPARSED:
+        # FastAPI's answer to a body it cannot decode at all (not UTF-8, say): a 422 that
+        # names the body, as for any other invalid JSON.
+        detail = {"field": "body", "message": "not JSON text (UTF-8)"}
+        return error_response(422, "invalid_request", "body: not JSON text (UTF-8)", [detail])
+    headers = exc.headers
+    if exc.status_code == 405:
+        # Starlette's Allow names the methods of the first route on the path only.
+        headers = {**(headers or {}), "Allow": ", ".join(_methods_of(request))}
     kind = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
         exc.status_code, "http_error"
     )
-    return error_response(exc.status_code, kind, str(exc.detail), headers=exc.headers)
+    return error_response(exc.status_code, kind, str(exc.detail), headers=headers)
+
+
+_FASTAPI_BODY_UNPARSED = "There was an error parsing the body"
+
+
+def _methods_of(request: Request) -> list[str]:
+    """Every method some route serves at the request's path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

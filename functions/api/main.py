@@ -31,6 +31,7 @@ from functions.api.routes import (  # noqa: E402
     queues,
 )
 from functions.api.routes import tasks as task_routes  # noqa: E402
+from functions.api.schemas import error_responses  # noqa: E402
 from offload.catalog import Catalog  # noqa: E402
 from offload.fastapi import Offload  # noqa: E402
 from offload.lambda_handler import lambda_handler  # noqa: E402
@@ -53,6 +54,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         version="0.1.0",
         description="Submit background jobs and read their status.",
         lifespan=lifespan,
+        # What any route may answer besides its own: the body limit, the caller, an outage.
+        responses=error_responses(401, 413, 422, 503),
     )
     offload.install(app)
     errors.install(app)

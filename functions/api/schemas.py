@@ -12,6 +12,38 @@ from offload.job import Job, JobError, JobStatus, Lane, PastRun, Progress
 from offload.settings import Settings
 
 
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable `type` to branch on, a message for people, and details
+    (for a 422, `[{"field", "message"}]` naming each refused field)."""
+
+    type: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """Every error response's body."""
+
+    error: ErrorDetail
+
+
+_ERRORS = {
+    401: "no caller could be told: send Authorization: Bearer <token>",
+    403: "the caller may not do this (operators only)",
+    404: "no such job, or not the caller's",
+    409: "the job's state, or the idempotency key's first request, does not allow it",
+    413: "the payload (or the request body) is over the limit the message states",
+    422: "the request is invalid: each detail names a field and the reason",
+    429: "the caller has as many jobs in flight as it may: wait for Retry-After seconds",
+    503: "AWS could not be reached or refused to serve: retry after Retry-After seconds",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, each with the error body."""
+    return {status: {"model": ErrorBody, "description": _ERRORS[status]} for status in statuses}
+
+
 class SubmitJob(BaseModel):
     """`POST /jobs`."""
 

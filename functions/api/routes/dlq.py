@@ -7,11 +7,12 @@ import asyncio
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from functions.api.schemas import error_responses
 from offload.dlq import DeadLetter
 from offload.fastapi import OffloadDep, OperatorDep
 from offload.settings import QueueLane
 
-router = APIRouter(tags=["dead letters"])
+router = APIRouter(tags=["dead letters"], responses=error_responses(403))
 
 
 class DeadLetterList(BaseModel):

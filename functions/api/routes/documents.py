@@ -12,8 +12,9 @@ import json
 import uuid
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from functions.api.schemas import error_responses
 from offload import aws
 from offload.fastapi import JobsDep, OffloadDep
 from tasks.text import CHUNK_CHARS, chunk
@@ -25,6 +26,8 @@ MAX_CHUNKS = 32  # what one `embeddings.embed` job takes
 
 class Document(BaseModel):
     """A document to store and index."""
+
+    model_config = ConfigDict(extra="forbid")
 
     title: str = Field(min_length=1, max_length=200)
     text: str = Field(min_length=1, max_length=CHUNK_CHARS * MAX_CHUNKS)
@@ -46,7 +49,12 @@ class DocumentAccepted(BaseModel):
     jobs: DocumentJobs
 
 
-@router.post("/documents", status_code=202, response_model=DocumentAccepted)
+@router.post(
+    "/documents",
+    status_code=202,
+    response_model=DocumentAccepted,
+    responses=error_responses(409, 429),
+)
 async def ingest(
     doc: Document, jobs: JobsDep, offload: OffloadDep, response: Response
 ) -> DocumentAccepted:

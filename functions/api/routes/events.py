@@ -20,7 +20,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 from fastapi.responses import StreamingResponse
 
-from functions.api.schemas import JobView
+from functions.api.schemas import JobView, error_responses
 from offload.fastapi import JobsDep
 from offload.job import Job, isoformat
 from offload.lambda_inline import serving
@@ -42,7 +42,8 @@ LAMBDA_STREAM_S = 20.0
         200: {
             "description": "`job` events as the job changes, then one `end` event",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        }
+        },
+        **error_responses(404),
     },
 )
 async def job_events(

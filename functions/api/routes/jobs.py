@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from functions.api.schemas import JobPage, JobView, SubmitJob
+from functions.api.schemas import JobPage, JobView, SubmitJob, error_responses
 from offload.fastapi import JobsDep
 from offload.job import JobStatus
 
@@ -15,7 +15,7 @@ router = APIRouter(tags=["jobs"])
 MAX_WAIT_S = 20  # API Gateway ends a request at 30 s
 
 
-@router.post("/jobs", status_code=202, response_model=JobView)
+@router.post("/jobs", status_code=202, response_model=JobView, responses=error_responses(409, 429))
 async def submit_job(body: SubmitJob, jobs: JobsDep, response: Response) -> JobView:
     """Submit a job; it runs in its task's lane. 202 with the job and its `Location`."""
     job = await jobs.submit(body.task, body.payload, idempotency_key=body.idempotency_key)
@@ -23,7 +23,7 @@ async def submit_job(body: SubmitJob, jobs: JobsDep, response: Response) -> JobV
     return JobView.of(job, jobs.store.settings)
 
 
-@router.get("/jobs/{job_id}", response_model=JobView)
+@router.get("/jobs/{job_id}", response_model=JobView, responses=error_responses(404))
 async def get_job(
     job_id: str,
     jobs: JobsDep,
@@ -51,7 +51,12 @@ async def list_jobs(
     )
 
 
-@router.post("/jobs/{job_id}/cancel", status_code=202, response_model=JobView)
+@router.post(
+    "/jobs/{job_id}/cancel",
+    status_code=202,
+    response_model=JobView,
+    responses=error_responses(404, 409),
+)
 async def cancel_job(job_id: str, jobs: JobsDep) -> JobView:
     """Cancel a job: REVOKED at once if it has not started; a running one is flagged
     (`cancel_requested`) and stops at its next progress report or worker heartbeat.

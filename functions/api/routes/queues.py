@@ -7,11 +7,12 @@ import asyncio
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from functions.api.schemas import error_responses
 from offload.fastapi import OffloadDep, OperatorDep
 from offload.queue_depths import LaneDepth, lane_depth
 from offload.queues import QUEUE_LANES
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=error_responses(403))
 
 
 class QueueList(BaseModel):
