@@ -225,6 +225,14 @@ function showJob(job) {
   $("detail-progress").replaceChildren(progressBar(job.progress));
   $("detail-error").textContent = job.error ? `${job.error.type}: ${job.error.message}` : "";
   $("detail-result").textContent = job.result === null ? "" : JSON.stringify(job.result, null, 2);
+  // A result too large for the job record: a presigned S3 URL, valid for minutes.
+  const download = job.result_download;
+  $("detail-download").hidden = !download;
+  if (download) {
+    $("detail-download").href = download.url;
+    $("detail-download").textContent =
+      `download the result (${download.bytes} bytes; link valid until ${when(download.expires_at)})`;
+  }
   $("detail-times").textContent =
     `created ${when(job.created_at)}, started ${when(job.started_at)}, finished ${when(job.finished_at)}`;
   const history = job.history || [];
