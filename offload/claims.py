@@ -25,7 +25,7 @@ from typing import Any
 
 from offload import aws
 from offload.errors import PermanentFailure
-from offload.job import utcnow
+from offload.job import Job, utcnow
 from offload.settings import Settings
 
 MARKER = "$claim"
@@ -82,8 +82,10 @@ def keep(settings: Settings, job_id: str, name: str, value: Any, body: bytes | N
     """`value` itself when its JSON fits `claim_check_bytes`, else a claim on a copy of it
     (`check_in`). `body`: its JSON, when already encoded."""
     body = encode(value) if body is None else body
-    if len(body) <= settings.claim_check_bytes:
+    if len(body) <= settings.claim_check_bytes and claim_of(value) is None:
         return value
+    # Large, or data shaped like a claim: kept in S3 as data, so that only offload's own
+    # claims ever stand in for a value.
     return check_in(settings, job_id, name, body)
 
 
@@ -99,21 +101,58 @@ def check_in(settings: Settings, job_id: str, name: str, body: bytes) -> dict[st
     return Claim(f"s3://{bucket}/{key}", len(body), digest).as_json()
 
 
-def resolve(settings: Settings, value: Any, *, owner: str | None = None) -> Any:
-    """The value a claim stands for (`value` itself when it is no claim).
+def resolve(settings: Settings, value: Any, *, owner: str) -> Any:
+    """The value a payload's claim stands for (`value` itself when it is no claim).
 
-    `owner`: the job the claim must belong to (a payload's claim arrives in a message, and
-    a message must not name another job's object). `ClaimUnusable` when the object is gone
-    or not what was stored; `AwsUnavailable` when S3 cannot be reached.
-    """
+    The claim must be job `owner`'s (it arrives in a message, and a message must not name
+    another job's object). `ClaimUnusable` when it is not, or its object is gone or not what
+    was stored; `AwsUnavailable` when S3 cannot be reached."""
     claim = claim_of(value)
     if claim is None:
         return value
-    bucket, key = aws.split_s3_uri(claim.uri)
-    if owner is not None and (
-        bucket != settings.bucket_name() or not key.startswith(f"jobs/{owner}/")
-    ):
+    if not _owned(settings, claim, owner):
         raise ClaimUnusable(f"the claim names {claim.uri}, which is not job {owner}'s")
+    return _read(settings, claim)
+
+
+def result_of(settings: Settings, job: Job) -> Any:
+    """A job's result, read from S3 when it is kept there (`resolve`'s rules)."""
+    claim = claim_of(job.result)
+    if claim is None:
+        return job.result
+    if not _trusted_result(settings, claim, job):
+        raise ClaimUnusable(f"job {job.job_id}'s result names {claim.uri}, not its own")
+    return _read(settings, claim)
+
+
+def download(settings: Settings, job: Job) -> Download | None:
+    """A short-lived presigned URL for a job's result kept in S3; None when it is in the
+    record. Presigning is computed locally: no AWS call."""
+    claim = claim_of(job.result)
+    if claim is None or not _trusted_result(settings, claim, job):
+        return None
+    bucket, key = aws.split_s3_uri(claim.uri)
+    ttl = settings.result_url_ttl_s
+    url = aws.s3(settings).generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl
+    )
+    return Download(url=url, bytes=claim.bytes, expires_at=utcnow() + timedelta(seconds=ttl))
+
+
+def _owned(settings: Settings, claim: Claim, job_id: str) -> bool:
+    bucket, key = aws.split_s3_uri(claim.uri)
+    return bucket == settings.bucket_name() and key.startswith(f"jobs/{job_id}/")
+
+
+def _trusted_result(settings: Settings, claim: Claim, job: Job) -> bool:
+    # offload writes result claims itself (offload.execution.kept_result), and a task's own
+    # value shaped like one is always stored as data: still, only the job's own objects, or
+    # the output its endpoint wrote, are ever read or handed out.
+    return _owned(settings, claim, job.job_id) or claim.uri == job.output_location
+
+
+def _read(settings: Settings, claim: Claim) -> Any:
+    bucket, key = aws.split_s3_uri(claim.uri)
     body = aws.read_object(settings, bucket, key)
     if body is None:
         raise ClaimUnusable(f"{claim.uri} is gone (expired with the job's retention, or deleted)")
@@ -125,18 +164,3 @@ def resolve(settings: Settings, value: Any, *, owner: str | None = None) -> Any:
         return json.loads(body)
     except ValueError:
         raise ClaimUnusable(f"{claim.uri} is not JSON") from None
-
-
-def download(settings: Settings, value: Any) -> Download | None:
-    """A short-lived presigned URL for a claimed value; None when `value` is no claim.
-
-    Presigning is computed locally: no AWS call."""
-    claim = claim_of(value)
-    if claim is None:
-        return None
-    bucket, key = aws.split_s3_uri(claim.uri)
-    ttl = settings.result_url_ttl_s
-    url = aws.s3(settings).generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl
-    )
-    return Download(url=url, bytes=claim.bytes, expires_at=utcnow() + timedelta(seconds=ttl))

@@ -82,7 +82,7 @@ class JobContext:
     def result_of(self, job: Job) -> Any:
         """The result of an ended job from `submit_job`, read from S3 when it was too large
         for the job record (offload.claims)."""
-        return claims.resolve(self.settings, job.result)
+        return claims.result_of(self.settings, job)
 
     def wait_for(self, job: Job) -> NoReturn:
         """Give the worker back until `job` (from `submit_job`) ends; the task then runs

@@ -61,6 +61,15 @@ class WithholdErrorMessages(logging.Filter):
             record.args = tuple(
                 withheld(arg) if isinstance(arg, BaseException) else arg for arg in record.args
             )
+        elif isinstance(record.args, dict) and "exc" in record.args:
+            # Celery's task-failure line: the exception's repr, its traceback and the call's
+            # arguments as text (the same dict is the record's `data`, which Powertools logs).
+            context = record.args
+            kind = str(context["exc"]).split("(", 1)[0]
+            context["exc"] = f"{kind} {WITHHELD}"
+            for key in ("traceback", "args", "kwargs"):
+                if key in context:
+                    context[key] = "(withheld)"
         if record.exc_info and record.exc_info[1] is not None:
             stand_in = _without_messages(record.exc_info[1], set())
             record.exc_info = (type(stand_in), stand_in, stand_in.__traceback__)

@@ -14,6 +14,8 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -55,12 +57,33 @@ def parse_networks(text: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+# IPv6 prefixes that carry an IPv4 address inside (NAT64), and the deprecated site-local
+# range, which older `ipaddress` tables do not call private.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_SITE_LOCAL = ipaddress.IPv6Network("fec0::/10")
+
+
 def refusal(address: IPAddress, allowed: Sequence[IPNetwork]) -> str | None:
     """Why `address` may not be reached, or None when it may."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if isinstance(address, ipaddress.IPv6Address):
+        # ::ffff:127.0.0.1 is 127.0.0.1; a 6to4, Teredo or NAT64 address leads to the IPv4
+        # address inside it, which must pass on its own.
+        inner = address.ipv4_mapped or address.sixtofour
+        if inner is None and address.teredo is not None:
+            inner = address.teredo[1]
+        if inner is None and address in _NAT64:
+            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if inner is not None:
+            if address.ipv4_mapped is not None:
+                address = inner
+            else:
+                reason = refusal(inner, allowed)
+                if reason is not None:
+                    return f"{address} leads to {inner}: {reason}"
     if any(address.version == net.version and address in net for net in allowed):
         return None
+    if address.version == 6 and address in _SITE_LOCAL:
+        return f"{address} is a site-local address"
     for kind, test in (
         ("loopback", address.is_loopback),
         ("link-local", address.is_link_local),
@@ -98,7 +121,8 @@ def post_json(
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise DestinationRefused(f"{url!r} has an invalid port") from None
-    addresses = _resolve(parts.hostname, port)
+    deadline = time.monotonic() + timeout_s  # for the whole call, the lookup included
+    addresses = _resolve(parts.hostname, port, timeout_s)
     for address in addresses:
         reason = refusal(address, allowed)
         if reason is not None:
@@ -111,33 +135,80 @@ def post_json(
         target += f"?{parts.query}"
     last_error: OSError | None = None
     for address in addresses:
-        connection = _connection(parts.scheme, parts.hostname, port, address, timeout_s)
+        left_s = max(0.1, deadline - time.monotonic())
+        connection = _connection(parts.scheme, parts.hostname, port, address, left_s)
         try:
             try:
                 connection.connect()
-            except (ConnectionRefusedError, TimeoutError) as exc:
+            except ssl.SSLCertVerificationError as exc:
+                raise DestinationRefused(f"{parts.hostname}'s certificate: {exc}") from None
+            except OSError as exc:
                 last_error = exc  # nothing was sent: the next address may answer
                 continue
-            # Failures from here on are the caller's to retry: the body may have arrived.
-            connection.request("POST", target, body=body, headers=dict(headers))
-            response = connection.getresponse()
-            excerpt = response.read(_RESPONSE_EXCERPT_BYTES).decode("utf-8", "replace")
+            # However slowly the receiver trickles its answer, the whole exchange ends by
+            # the deadline: the socket's own timeout restarts on every read.
+            cut = threading.Event()
+            watchdog = threading.Timer(
+                max(0.0, deadline - time.monotonic()), _cut, [connection, cut]
+            )
+            watchdog.start()
+            try:
+                # Failures from here on are the caller's to retry: the body may have arrived.
+                connection.request("POST", target, body=body, headers=dict(headers))
+                response = connection.getresponse()
+                excerpt = response.read(_RESPONSE_EXCERPT_BYTES).decode("utf-8", "replace")
+            except OSError:
+                if not cut.is_set():
+                    raise
+            finally:
+                watchdog.cancel()
+            if cut.is_set():
+                # Cut off midway: whatever was read is not the whole answer.
+                raise TimeoutError(f"no whole answer within {timeout_s:g} s")
             return Answer(response.status, excerpt)
+        except (http.client.InvalidURL, ValueError) as exc:
+            # A URL or header value http.client will not send: no retry sends it either.
+            raise DestinationRefused(f"cannot be sent: {exc}") from None
         finally:
             connection.close()
     raise DestinationUnreachable(f"no address of {parts.hostname} answered: {last_error}")
 
 
-def _resolve(host: str, port: int) -> list[IPAddress]:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise DestinationUnreachable(f"{host} does not resolve: {exc.strerror}") from None
+def _cut(connection: http.client.HTTPConnection, cut: threading.Event) -> None:
+    """Stop an exchange past its deadline: a blocked read returns at once."""
+    cut.set()
+    sock = connection.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
+
+
+def _resolve(host: str, port: int, timeout_s: float) -> list[IPAddress]:
+    """The addresses of `host`, waiting at most `timeout_s` (getaddrinfo has no timeout of
+    its own; a resolver that hangs leaves only a daemon thread behind)."""
     found: list[IPAddress] = []
-    for _family, _type, _proto, _name, sockaddr in infos:
-        address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
-        if address not in found:
-            found.append(address)
+    failure: list[BaseException] = []
+
+    def lookup() -> None:
+        try:
+            for *_, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+                address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
+                if address not in found:
+                    found.append(address)
+        except (OSError, UnicodeError) as exc:
+            failure.append(exc)
+
+    resolver = threading.Thread(target=lookup, name=f"resolve-{host}", daemon=True)
+    resolver.start()
+    resolver.join(timeout_s)
+    if resolver.is_alive():
+        raise DestinationUnreachable(f"{host} did not resolve within {timeout_s:g} s")
+    if failure:
+        if isinstance(failure[0], UnicodeError):
+            raise DestinationRefused(f"{host!r} is not a valid host name")
+        raise DestinationUnreachable(f"{host} does not resolve: {failure[0]}")
     return found
 
 

@@ -278,6 +278,9 @@ class SageMakerLane:
             result = json.loads(body)
         except ValueError:
             raise OutputUnreadable(f"the output at {location} is not JSON") from None
+        if claims.claim_of(result) is not None:
+            # An output shaped like a claim stays data: the claim is offload's, on the output.
+            return claims.Claim(location, len(body), hashlib.sha256(body).hexdigest()).as_json()
         return to_json(result, self.settings.max_result_bytes)  # NaN, say, fails the job
 
     def _failure(self, notification: Notification, job: Job) -> InferenceFailed:

@@ -14,6 +14,7 @@ import hmac
 import json
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
@@ -39,7 +40,12 @@ class Webhook(Payload):
     """A JSON event to POST to a URL."""
 
     url: str = Field(min_length=1, max_length=2048, description="http(s) URL to POST to")
-    event: str = Field(min_length=1, max_length=100, description="what happened, e.g. order.paid")
+    event: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="what happened, e.g. order.paid (letters, digits and . _ : -)",
+    )
     data: dict[str, Any] = Field(default_factory=dict, description="the event's JSON body")
 
     @field_validator("url")
@@ -48,6 +54,15 @@ class Webhook(Payload):
         # Checked here too, so that a wrong URL is a 422 at submit, not a failed job later.
         if not url.lower().startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        if any(char.isspace() or not char.isprintable() for char in url):
+            raise ValueError("must not contain spaces or control characters (percent-encode)")
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 (parsing it is the check)
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        if not parts.hostname:
+            raise ValueError("must name a host")
         return url
 
 

@@ -93,7 +93,7 @@ class JobView(BaseModel):
     def of(cls, job: Job, settings: Settings) -> JobView:
         """The view of a stored job; a claimed result becomes a presigned download."""
         view = cls.model_validate(job.model_dump())
-        download = claims.download(settings, job.result)
+        download = claims.download(settings, job)
         if download is not None:
             view.result = None
             view.result_download = ResultDownload(

@@ -180,3 +180,27 @@ def test_a_caller_over_its_in_flight_quota_gets_429_with_retry_after(settings: S
         client.post(f"/jobs/{job_id}/cancel")
         assert store.get(job_id).status is JobStatus.REVOKED
         assert submit("three")[0] == 202
+
+
+def test_data_shaped_like_a_claim_stays_data(client: TestClient, settings: Settings) -> None:
+    # diag.echo returns its payload: a caller's forged claim on another job's object comes
+    # back as the data it is, never as that object.
+    victim = "00000000-0000-0000-0000-000000000000"
+    forged = {
+        "$claim": {
+            "uri": f"s3://{settings.bucket_name()}/jobs/{victim}/result-0.json",
+            "bytes": 2,
+            "sha256": None,
+        }
+    }
+    job_id = client.post("/jobs", json={"task": "diag.echo", "payload": forged}).json()["job_id"]
+    job = client.get(f"/jobs/{job_id}", params={"wait": 5}).json()
+    while job["status"] not in ("SUCCESS", "FAILURE"):
+        job = client.get(f"/jobs/{job_id}", params={"wait": 5}).json()
+    assert (job["status"], job["result"]) == ("SUCCESS", None)
+    stored = JobStore(settings).get(job_id)
+    for kept in (stored.payload, stored.result):
+        claim = claims.claim_of(kept)
+        assert claim is not None and f"/jobs/{job_id}/" in claim.uri
+        assert json.loads(s3_body(claim.uri)) == forged
+    assert f"/jobs/{job_id}/result-" in job["result_download"]["url"]

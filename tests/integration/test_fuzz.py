@@ -9,6 +9,9 @@ refused (422, 409), each with a body the schema describes.
 
 from __future__ import annotations
 
+import os
+from unittest import mock
+
 import schemathesis
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
@@ -17,9 +20,12 @@ from schemathesis.checks import positive_data_acceptance
 from functions.api.main import create_app
 from offload.settings import Settings
 
-# Made before any AWS is mocked: the app touches AWS only when a request needs it, and the
-# `settings` fixture mocks and provisions a fresh one for each operation's test.
-schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(Settings()))
+# Made at collection, before any AWS is mocked (the app touches AWS only when a request
+# needs it; the `settings` fixture mocks and provisions a fresh one for each operation's
+# test), and without the shell's OFFLOAD_* settings, as every test runs.
+_OWN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("OFFLOAD_")}
+with mock.patch.dict(os.environ, _OWN_ENV, clear=True):
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(Settings()))
 
 
 @schema.parametrize()

@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from functions.api.main import create_app
 from infra.dev import LOCAL_WEBHOOK_NETWORKS
 from offload.inline import InlineRunner
 from offload.job import Job, JobStatus
-from offload.outbound import parse_networks, refusal
+from offload.outbound import parse_networks, post_json, refusal
 from offload.queues import QueuePublisher
 from offload.settings import Settings
 from offload.store import JobStore
@@ -183,14 +184,51 @@ def test_without_a_secret_nothing_is_sent(settings: Settings, receiver: Receiver
     assert receiver.received == []
 
 
-def test_a_url_that_is_not_http_is_422_at_submit(settings: Settings) -> None:
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        (hook("file:///etc/passwd"), "payload.url"),
+        (hook("http://example.com/a path"), "payload.url"),
+        (hook("http://example.com:99999/"), "payload.url"),
+        ({**hook("http://example.com/"), "event": "paid\r\nX-Injected: 1"}, "payload.event"),
+        ({**hook("http://example.com/"), "retries": 9}, "payload.retries"),
+    ],
+)
+def test_a_webhook_that_could_never_be_sent_is_422_at_submit(
+    settings: Settings, payload: dict[str, Any], field: str
+) -> None:
     with TestClient(create_app(settings)) as client:
-        response = client.post(
-            "/jobs", json={"task": "notify.webhook", "payload": hook("file:///etc/passwd")}
-        )
+        response = client.post("/jobs", json={"task": "notify.webhook", "payload": payload})
     assert response.status_code == 422
     (detail,) = response.json()["error"]["details"]
-    assert detail["field"] == "payload.url" and "http" in detail["message"]
+    assert detail["field"] == field
+
+
+def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_timeout(settings: Settings) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            while not stop.wait(0.2):  # a header line every 0.2 s, never the end
+                try:
+                    conn.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    return
+
+    threading.Thread(target=trickle, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError):
+            post_json(url, b"{}", {}, timeout_s=1.0, allowed=parse_networks("127.0.0.0/8"))
+    finally:
+        stop.set()
+        listener.close()
+    assert time.monotonic() - started < 3
 
 
 @pytest.mark.parametrize(
@@ -207,6 +245,10 @@ def test_a_url_that_is_not_http_is_422_at_submit(settings: Settings) -> None:
         ("2606:4700::1111", "", None),
         ("10.1.2.3", "10.0.0.0/8", None),
         ("127.0.0.1", "::1/128", "loopback"),  # an IPv6 network allows no IPv4 address
+        ("2002:a9fe:a9fe::1", "", "link-local"),  # 6to4 around 169.254.169.254
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", "", "loopback"),  # Teredo around 127.0.0.1
+        ("64:ff9b::a00:1", "", "private"),  # NAT64 around 10.0.0.1
+        ("fec0::1", "", "site-local"),
     ],
 )
 def test_refusal_by_address(address: str, allowed: str, kind: str | None) -> None:

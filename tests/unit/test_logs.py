@@ -89,3 +89,25 @@ def test_exception_messages_are_logged_when_configured() -> None:
     failure = probe("on")[0]
     assert failure["message"] == "job raised row SECRET-ROW is bad"
     assert "SECRET-ROW" in failure["exception"]
+
+
+CELERY_PROBE = """
+import logging
+from offload import logs
+logs.configure("probe")
+context = {"id": "j1", "name": "diag.x", "exc": "ValueError('SECRET-EXC')",
+           "traceback": "Traceback ... SECRET-TB", "args": "()", "kwargs": "{'p': 'SECRET-KW'}",
+           "description": "raised unexpected"}
+logging.getLogger("celery.app.trace").error(
+    "Task %(name)s[%(id)s] %(description)s: %(exc)s", context, extra={"data": context}
+)
+"""
+
+
+def test_celerys_task_failure_line_withholds_the_exception_and_the_arguments() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", CELERY_PROBE], capture_output=True, text=True, check=True
+    ).stdout
+    assert "SECRET" not in out
+    (line,) = [json.loads(text) for text in out.splitlines()]
+    assert line["message"] == f"Task diag.x[j1] raised unexpected: ValueError {WITHHELD}"
