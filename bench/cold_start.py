@@ -12,16 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from bench import record
 from bench.report import RESULTS, ROOT, table, update_section
+from infra.lambda_target import PackageError
+from infra.package import UNZIPPED_LIMIT, ZIPPED_LIMIT, build, mb, tree_size
 
 NAME = "cold-start"
 BARE = "bench.bare_app"
@@ -129,25 +130,31 @@ def measure(runs: int, modules: Sequence[str] = (BARE, API)) -> dict[str, Sample
     return samples
 
 
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
+def package_size(rebuild: bool) -> dict[str, Any]:
+    """The API function's deployment package as `make package` builds it (`build/api/`,
+    `build/api.zip`); with `rebuild` False, the one already built when there is one."""
+    out = ROOT / "build"
+    site, archive = out / "api", out / "api.zip"
+    if rebuild or not archive.exists():
+        try:
+            build(ROOT, out)
+        except PackageError as exc:  # no index to install from: the imports still count
+            return {"error": str(exc)}
     return {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "zipped_bytes": archive.stat().st_size,
+        "unzipped_bytes": tree_size(site),
+        "zipped_limit_bytes": ZIPPED_LIMIT,
+        "unzipped_limit_bytes": UNZIPPED_LIMIT,
     }
 
 
-def summary(bare: Samples, api: Samples, runs: int) -> dict[str, Any]:
+def summary(bare: Samples, api: Samples, runs: int, package: dict[str, Any]) -> dict[str, Any]:
     """The run's verdict and every sample, as written to bench/results/cold_start.json."""
     ratio = api.median_ms / bare.median_ms
     heavy = sorted(api.top_level & HEAVY)
     return {
         "benchmark": NAME,
-        "machine": machine(),
+        "machine": record.machine(),
         "runs": runs,
         "budget_ratio": BUDGET,
         "ratio": round(ratio, 3),
@@ -163,6 +170,7 @@ def summary(bare: Samples, api: Samples, runs: int) -> dict[str, Any]:
             for s in (bare, api)
         },
         "extra_top_level": sorted(api.top_level - bare.top_level),
+        "package": package,
     }
 
 
@@ -200,19 +208,39 @@ during the import.
 - ratio of medians: **{result["ratio"]:.2f}** (budget {result["budget_ratio"]}): **{verdict}**
 - heavy packages imported: {heavy} (checked: {checked})
 - {result["runs"]} runs per module; {where}
+- deployment package: {_package_line(result.get("package", {}))}
 - measured {info["date"]}; every sample in `bench/results/cold_start.json`"""
+
+
+def _package_line(package: dict[str, Any]) -> str:
+    if "zipped_bytes" not in package:
+        return f"not built ({package.get('error', 'no build')})"
+    return (
+        f"{mb(package['zipped_bytes'])} zipped (`build/api.zip`, Lambda's limit "
+        f"{mb(package['zipped_limit_bytes'])}), {mb(package['unzipped_bytes'])} unzipped "
+        f"(`build/api/`, limit {mb(package['unzipped_limit_bytes'])}), as `make package` "
+        "builds it (`infra/package.py`)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m bench.cold_start`; non-zero when over budget."""
     parser = argparse.ArgumentParser(prog="python -m bench.cold_start", description=__doc__)
-    parser.add_argument("--runs", type=int, default=21, help="interpreters per module (21)")
+    parser.add_argument("--runs", type=int, help="interpreters per module (21; quick: 5)")
+    parser.add_argument(
+        "--reuse-package",
+        action="store_true",
+        help="measure build/api.zip as it is, when built (default: rebuild; quick: reuse)",
+    )
     args = parser.parse_args(argv)
+    if args.runs is None:
+        args.runs = 5 if record.quick() else 21
     if args.runs < 1:
         parser.error("--runs must be at least 1")
 
     samples = measure(args.runs)
-    result = summary(samples[BARE], samples[API], args.runs)
+    package = package_size(rebuild=not (args.reuse_package or record.quick()))
+    result = summary(samples[BARE], samples[API], args.runs, package)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "cold_start.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     update_section(NAME, section(result))

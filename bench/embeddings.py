@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from bench import record
 from bench.report import RESULTS, table, update_section
 
 NAME = "embeddings"
@@ -143,10 +144,12 @@ round by round in one process (`bench/embeddings.py`); medians of the rounds.
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.embeddings", description=__doc__)
-    parser.add_argument("--jobs", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--jobs", type=int, help="jobs per round (256; quick: 32)")
+    parser.add_argument("--rounds", type=int, help="rounds (3; quick: 1)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     args = parser.parse_args(argv)
+    args.jobs = args.jobs or (32 if record.quick() else 256)
+    args.rounds = args.rounds or (1 if record.quick() else 3)
 
     import torch
 
@@ -168,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "measured": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": record.quick(),
         "cases": cases,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
