@@ -24,6 +24,7 @@ from offload.jobs import Jobs
 from offload.lambda_inline import LambdaInline, serving
 from offload.logs import request_id_var
 from offload.queues import QueuePublisher
+from offload.quotas import InFlightQuota
 from offload.request_ids import RequestIdMiddleware
 from offload.sagemaker import SageMakerLane
 from offload.settings import Settings
@@ -41,6 +42,8 @@ class Offload:
         self.dead_letters = DeadLetters(self.store, self.publisher, catalog)
         self.callers = Callers(settings)
         self.sagemaker = SageMakerLane(settings, self.store, catalog)
+        # Remembers callers' in-flight counts between this process's requests.
+        self.quota = InFlightQuota(self.store)
         self.inline = self.new_inline_runner()
         self._running: set[asyncio.Task[Any]] = set()
         # On Lambda (`offload.lambda_handler`): inline jobs wait there for the handler's return.
@@ -134,6 +137,7 @@ async def get_jobs(
             caller=caller,
             request_id=request_id_var.get(),
             sagemaker=offload.sagemaker,
+            quota=offload.quota,
         )
     except Exception:
         # The route failed after submitting inline work: its error response carries no

@@ -27,6 +27,7 @@ from offload.errors import (
 )
 from offload.job import Job, JobStatus, utcnow
 from offload.queues import QueuePublisher
+from offload.quotas import InFlightQuota
 from offload.sagemaker import InvokedNotRecorded, SageMakerLane
 from offload.store import JobStore
 
@@ -49,6 +50,8 @@ class Jobs:
     :param caller: whose jobs these are.
     :param request_id: the request submitting them (kept on each job, for its logs).
     :param sagemaker: invokes endpoints for sagemaker-lane jobs.
+    :param quota: admits the caller's submits; shared by a process's requests, it remembers
+        counts between them (by default this `Jobs` has one of its own).
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class Jobs:
         caller: str = "local",
         request_id: str | None = None,
         sagemaker: SageMakerLane | None = None,
+        quota: InFlightQuota | None = None,
     ) -> None:
         self.catalog = catalog
         self.store = store
@@ -68,6 +72,7 @@ class Jobs:
         self.caller = caller
         self.request_id = request_id
         self.sagemaker = sagemaker or SageMakerLane(store.settings, store, catalog)
+        self.quota = quota or InFlightQuota(store)
 
     @classmethod
     def outside_a_request(
@@ -124,19 +129,14 @@ class Jobs:
         except JobAlreadyExists:
             return await self._repeat(spec, job, idempotency_key)
         await self._dispatch(spec, job)
+        self.quota.submitted(self.caller)
         metrics.count("JobsSubmitted", spec.name, spec.lane)
         return job
 
     async def _within_quota(self) -> bool:
-        """Whether the caller has fewer jobs in flight than `max_jobs_in_flight`.
-
-        Counted on an index, so concurrent submits may each see room for one more: a
-        quota against runaway clients, not an exact one."""
-        limit = self.store.settings.max_jobs_in_flight
-        if not limit:
-            return True
-        in_flight = await asyncio.to_thread(self.store.count_in_flight, self.caller, limit)
-        return in_flight < limit
+        """Whether the caller has fewer jobs in flight than `max_jobs_in_flight`
+        (offload.quotas: a quota against runaway clients, not an exact count)."""
+        return await asyncio.to_thread(self.quota.admits, self.caller)
 
     async def _repeat(self, spec: TaskSpec, job: Job, idempotency_key: str | None) -> Job:
         """The stored job a repeated submit names (`JobNotFound` when there is none)."""

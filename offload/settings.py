@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     # Retry-After. 0: no limit. Jobs a job submits for itself (`ctx.submit_job`) are exempt.
     max_jobs_in_flight: int = Field(default=1000, ge=0, le=1_000_000)
     quota_retry_after_s: int = Field(default=5, ge=1, le=3600)
+    # A caller far from its limit is counted again at most this often per process
+    # (offload.quotas); near it, on every submit.
+    quota_recount_s: float = Field(default=1.0, ge=0, le=60)
 
     # notify.webhook: the key of its signature header, and the destinations it may reach
     # besides public addresses (CIDRs, comma-separated: `offload dev` allows loopback).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Callable, Iterator
@@ -14,7 +15,11 @@ from fastapi.testclient import TestClient
 import tasks
 from functions.api.main import create_app
 from offload import celery_protocol, claims
+from offload.errors import TooManyJobsInFlight
 from offload.job import JobStatus
+from offload.jobs import Jobs
+from offload.queues import QueuePublisher
+from offload.quotas import InFlightQuota
 from offload.settings import Settings
 from offload.store import JobStore
 from workers.runtime import Runtime
@@ -204,3 +209,24 @@ def test_data_shaped_like_a_claim_stays_data(client: TestClient, settings: Setti
         assert claim is not None and f"/jobs/{job_id}/" in claim.uri
         assert json.loads(s3_body(claim.uri)) == forged
     assert f"/jobs/{job_id}/result-" in job["result_download"]["url"]
+
+
+def test_a_caller_far_from_its_limit_is_not_counted_on_every_submit(settings: Settings) -> None:
+    patient = settings.model_copy(update={"max_jobs_in_flight": 20, "quota_recount_s": 60})
+    store = JobStore(patient)
+    counts: list[int] = []
+    count = store.count_in_flight
+
+    def counted(caller: str, up_to: int) -> int:
+        counts.append(count(caller, up_to))
+        return counts[-1]
+
+    store.count_in_flight = counted  # type: ignore[method-assign]
+    quota = InFlightQuota(store)
+    jobs_ = Jobs(tasks.catalog(), store, QueuePublisher(patient), lambda *a: None, quota=quota)
+    for _ in range(20):
+        asyncio.run(jobs_.submit("diag.sleep", {"seconds": 1}))
+    # Counted once, then again on each submit from half the limit (10) on: exact near it.
+    assert counts == [0, *range(10, 20)]
+    with pytest.raises(TooManyJobsInFlight):
+        asyncio.run(jobs_.submit("diag.sleep", {"seconds": 1}))
