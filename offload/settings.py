@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     # A caller far from its limit is counted again at most this often per process
     # (offload.quotas); near it, on every submit.
     quota_recount_s: float = Field(default=1.0, ge=0, le=60)
+    # Only jobs submitted this recently count: one that never ends (its message lost, say)
+    # stops holding its caller's quota after a day instead of until its record expires.
+    quota_window_s: float = Field(default=24 * 3600.0, gt=0)
 
     # notify.webhook: the key of its signature header, and the destinations it may reach
     # besides public addresses (CIDRs, comma-separated: `offload dev` allows loopback).

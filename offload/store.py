@@ -133,13 +133,18 @@ class JobStore:
         return sorted(jobs, key=lambda job: job.updated_at)[:limit]
 
     def count_in_flight(self, caller: str, up_to: int) -> int:
-        """How many of the caller's jobs have not ended, counted up to `up_to` (no further:
-        the quota only asks whether the limit is reached). Eventually consistent."""
+        """How many of the caller's jobs created within `quota_window_s` have not ended,
+        counted up to `up_to` (no further: the quota only asks whether the limit is
+        reached). Eventually consistent."""
+        since = utcnow() - timedelta(seconds=self.settings.quota_window_s)
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "IndexName": CALLER_INFLIGHT_INDEX,
-            "KeyConditionExpression": "inflight_caller = :caller",
-            "ExpressionAttributeValues": {":caller": {"S": caller}},
+            "KeyConditionExpression": "inflight_caller = :caller AND created_at > :since",
+            "ExpressionAttributeValues": {
+                ":caller": {"S": caller},
+                ":since": items.timestamp(since),
+            },
             "Select": "COUNT",
         }
         count = 0

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
@@ -16,12 +17,13 @@ import tasks
 from functions.api.main import create_app
 from offload import celery_protocol, claims
 from offload.errors import TooManyJobsInFlight
-from offload.job import JobStatus
+from offload.job import JobStatus, utcnow
 from offload.jobs import Jobs
 from offload.queues import QueuePublisher
 from offload.quotas import InFlightQuota
 from offload.settings import Settings
 from offload.store import JobStore
+from tests.integration import jobs
 from workers.runtime import Runtime
 
 KIB = 1024
@@ -230,3 +232,12 @@ def test_a_caller_far_from_its_limit_is_not_counted_on_every_submit(settings: Se
     assert counts == [0, *range(10, 20)]
     with pytest.raises(TooManyJobsInFlight):
         asyncio.run(jobs_.submit("diag.sleep", {"seconds": 1}))
+
+
+def test_a_job_that_never_ends_stops_counting_after_the_quota_window(settings: Settings) -> None:
+    store = JobStore(settings)
+    lost = jobs.new_job("diag.sleep", caller="alice")
+    lost.created_at = lost.updated_at = utcnow() - timedelta(seconds=settings.quota_window_s + 60)
+    store.create(lost)  # PENDING for good: its message was lost
+    jobs.pending(store, "diag.sleep", caller="alice")
+    assert store.count_in_flight("alice", 10) == 1

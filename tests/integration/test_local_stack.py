@@ -128,7 +128,7 @@ def _check(stack: LocalStack, settings: Settings, clients: Clients) -> None:
         CALLER_INDEX: [("caller", "HASH"), ("created_at", "RANGE")],
         INFLIGHT_INDEX: [("inflight", "HASH"), ("updated_at", "RANGE")],
         FAILED_INDEX: [("failed", "HASH"), ("updated_at", "RANGE")],
-        CALLER_INFLIGHT_INDEX: [("inflight_caller", "HASH")],
+        CALLER_INFLIGHT_INDEX: [("inflight_caller", "HASH"), ("created_at", "RANGE")],
     }
     ttl = clients.dynamodb.describe_time_to_live(TableName=settings.table_name())
     assert ttl["TimeToLiveDescription"] == {

@@ -207,7 +207,8 @@ def test_template_declares_the_jobs_table(resources: dict[str, Any]) -> None:
     ]
     # The quota only counts: keys suffice.
     assert indexes[CALLER_INFLIGHT_INDEX]["KeySchema"] == [
-        {"AttributeName": "inflight_caller", "KeyType": "HASH"}
+        {"AttributeName": "inflight_caller", "KeyType": "HASH"},
+        {"AttributeName": "created_at", "KeyType": "RANGE"},
     ]
     assert indexes.pop(CALLER_INFLIGHT_INDEX)["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     assert all(i["Projection"] == {"ProjectionType": "ALL"} for i in indexes.values())
