@@ -1,7 +1,8 @@
 """The API fuzzed against its own OpenAPI schema (schemathesis), bounded: no 5xx, every
 status code documented, every response matching its schema, invalid requests refused.
 
-One check is left out: positive_data_acceptance expects every schema-valid request to
+Beyond the schema: every 422 names each refused field and the reason, and no answer carries
+a traceback. One check is left out: positive_data_acceptance expects every schema-valid request to
 succeed, but a schema cannot say which task names exist, which cursors this API issued, or
 which idempotency keys were used with another payload: those are schema-valid and rightly
 refused (422, 409), each with a body the schema describes.
@@ -36,3 +37,9 @@ def test_every_operation_answers_as_its_schema_says(
 ) -> None:
     response = case.call_and_validate(excluded_checks=[positive_data_acceptance])
     assert response.status_code < 500, response.text
+    if response.status_code == 422:
+        # Every 422 names each refused field and the reason.
+        details = response.json()["error"]["details"]
+        assert details, response.text
+        assert all(d["field"] and d["message"] for d in details), response.text
+    assert "Traceback" not in response.text
