@@ -78,15 +78,11 @@ def claim_of(value: Any) -> Claim | None:
     return Claim(uri, size, digest)
 
 
-def keep(settings: Settings, job_id: str, name: str, value: Any, body: bytes | None = None) -> Any:
-    """`value` itself when its JSON fits `claim_check_bytes`, else a claim on a copy of it
-    (`check_in`). `body`: its JSON, when already encoded."""
-    body = encode(value) if body is None else body
-    if len(body) <= settings.claim_check_bytes and claim_of(value) is None:
-        return value
-    # Large, or data shaped like a claim: kept in S3 as data, so that only offload's own
-    # claims ever stand in for a value.
-    return check_in(settings, job_id, name, body)
+def fits(settings: Settings, value: Any, body: bytes) -> bool:
+    """Whether `value` (its JSON `body`) travels as itself: it fits `claim_check_bytes`
+    and is not shaped like a claim (such data is kept in S3 as data, so that only offload's
+    own claims ever stand in for a value). Otherwise it goes through `check_in`."""
+    return len(body) <= settings.claim_check_bytes and claim_of(value) is None
 
 
 def check_in(settings: Settings, job_id: str, name: str, body: bytes) -> dict[str, Any]:

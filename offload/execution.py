@@ -93,12 +93,10 @@ def kept_result(result: Any, settings: Settings, job_id: str) -> Any:
     it is larger than a record should hold (offload.claims); `ResultTooLarge` above
     `max_result_bytes`."""
     body = _encoded(result, settings.max_result_bytes)
-    if len(body) <= settings.claim_check_bytes:
-        value = json.loads(body)
-        if claims.claim_of(value) is None:
-            return value
-        # A task's own value shaped like a claim is kept in S3 as data: only offload's claims
-        # stand in for a result.
+    # Decoded only when it may stay in the record: a large result goes to S3 as it is.
+    value = json.loads(body) if len(body) <= settings.claim_check_bytes else None
+    if claims.fits(settings, value, body):
+        return value
     return claims.check_in(settings, job_id, "result", body)
 
 

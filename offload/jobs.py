@@ -112,7 +112,7 @@ class Jobs:
         job = self._new_job(spec, data, idempotency_key)
         job.parent_id = parent_id
         # A job's own steps (a parent waiting for them) are part of a job already admitted.
-        if parent_id is None and not await self._within_quota():
+        if parent_id is None and not await asyncio.to_thread(self.quota.admits, self.caller):
             if idempotency_key is not None:
                 # A repeat of a job that exists is not a new job: answer it as usual.
                 with contextlib.suppress(JobNotFound):
@@ -120,10 +120,11 @@ class Jobs:
             raise TooManyJobsInFlight(
                 self.caller, settings.max_jobs_in_flight, settings.quota_retry_after_s
             )
-        # Large payloads travel as a claim on a copy in S3 (offload.claims).
-        job.payload = await asyncio.to_thread(
-            claims.keep, settings, job.job_id, "payload", data, body
-        )
+        if not claims.fits(settings, data, body):
+            # Large payloads travel as a claim on a copy in S3 (offload.claims).
+            job.payload = await asyncio.to_thread(
+                claims.check_in, settings, job.job_id, "payload", body
+            )
         try:
             await asyncio.to_thread(self.store.create, job)
         except JobAlreadyExists:
@@ -132,11 +133,6 @@ class Jobs:
         self.quota.submitted(self.caller)
         metrics.count("JobsSubmitted", spec.name, spec.lane)
         return job
-
-    async def _within_quota(self) -> bool:
-        """Whether the caller has fewer jobs in flight than `max_jobs_in_flight`
-        (offload.quotas: a quota against runaway clients, not an exact count)."""
-        return await asyncio.to_thread(self.quota.admits, self.caller)
 
     async def _repeat(self, spec: TaskSpec, job: Job, idempotency_key: str | None) -> Job:
         """The stored job a repeated submit names (`JobNotFound` when there is none)."""

@@ -270,16 +270,15 @@ class SageMakerLane:
         if not location:
             raise OutputUnreadable("the notification names no output location")
         body = self._read(location)
-        if len(body) > self.settings.claim_check_bytes:
+        result = None
+        if len(body) <= self.settings.claim_check_bytes:
+            try:
+                result = json.loads(body)
+            except ValueError:
+                raise OutputUnreadable(f"the output at {location} is not JSON") from None
+        if not claims.fits(self.settings, result, body):
             # It is in S3 already: the record keeps a claim on it where it is, and a client
             # gets a presigned URL (offload.claims), whatever its content type.
-            return claims.Claim(location, len(body), hashlib.sha256(body).hexdigest()).as_json()
-        try:
-            result = json.loads(body)
-        except ValueError:
-            raise OutputUnreadable(f"the output at {location} is not JSON") from None
-        if claims.claim_of(result) is not None:
-            # An output shaped like a claim stays data: the claim is offload's, on the output.
             return claims.Claim(location, len(body), hashlib.sha256(body).hexdigest()).as_json()
         return to_json(result, self.settings.max_result_bytes)  # NaN, say, fails the job
 
