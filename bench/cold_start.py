@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench import record
-from bench.report import RESULTS, ROOT, table, update_section
+from bench.report import ROOT, table, update_section
 from infra.lambda_target import PackageError
 from infra.package import UNZIPPED_LIMIT, ZIPPED_LIMIT, build, mb, tree_size
 
@@ -241,8 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     samples = measure(args.runs)
     package = package_size(rebuild=not (args.reuse_package or record.quick()))
     result = summary(samples[BARE], samples[API], args.runs, package)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "cold_start.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    record.save("cold_start", result)
     update_section(NAME, section(result))
 
     for module, m in result["modules"].items():

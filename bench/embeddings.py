@@ -12,7 +12,6 @@ GPU run adds its rows beside the CPU's.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -22,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from bench import record
-from bench.report import RESULTS, table, update_section
+from bench.report import table, update_section
 
 NAME = "embeddings"
 
@@ -164,8 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     load_model()
     cases = [measure(args.jobs, texts, BATCH.max_size, args.rounds) for texts in (1, 4)]
-    path = RESULTS / f"{NAME}.json"
-    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    results = record.load(NAME) or {}  # other devices' figures stay
     results[device] = {
         "hardware": device_name(device),
         "python": platform.python_version(),
@@ -174,8 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "quick": record.quick(),
         "cases": cases,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    record.save(NAME, results)
     update_section(NAME, section(results))
     for case in cases:
         med = case["median_jobs_per_s"]

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra.dev import ROOT, LocalSystem, free_port
+from infra.dev import ROOT, LocalSystem, free_port, signal_group
 
 
 class NotServing(RuntimeError):
@@ -57,17 +57,12 @@ def running(
 
 def stop(process: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
     """SIGTERM the process group, then SIGKILL what is left of it after `grace_s`."""
-    _signal_group(process, signal.SIGTERM)
+    signal_group(process, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(grace_s)
     # A prefork pool's children share the group: none may outlive its parent.
-    _signal_group(process, signal.SIGKILL)
+    signal_group(process, signal.SIGKILL)
     process.wait(10)
-
-
-def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
 
 
 def wait_http(url: str, process: subprocess.Popen[bytes], log_path: Path, timeout_s: float) -> None:
@@ -94,9 +89,5 @@ def local_system(
     system = LocalSystem(
         aws_port=aws_port or free_port(), api_port=free_port(), log_dir=log_dir, **kwargs
     )
-    system.start(timeout_s=90)
-    try:
-        system.wait_workers_ready(timeout_s=120)
-        yield system
-    finally:
-        system.stop()
+    with system.running() as started:
+        yield started

@@ -7,6 +7,7 @@ on free ports.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -137,6 +138,18 @@ class LocalSystem:
         env.update(self.extra_env)
         return env
 
+    @contextlib.contextmanager
+    def running(
+        self, start_timeout_s: float = 90.0, ready_timeout_s: float = 120.0
+    ) -> Iterator[LocalSystem]:
+        """Started, its workers ready; every process stopped on leaving, however it leaves."""
+        self.start(timeout_s=start_timeout_s)
+        try:
+            self.wait_workers_ready(timeout_s=ready_timeout_s)
+            yield self
+        finally:
+            self.stop()
+
     def start(self, timeout_s: float = 60.0) -> None:
         """Start everything and return once the API answers; stops all on failure."""
         try:
@@ -187,7 +200,7 @@ class LocalSystem:
 
     def kill(self, child: Child) -> None:
         """SIGKILL a child and its process group (a worker with its pool), as a crash would."""
-        _signal_group(child.process, signal.SIGKILL)
+        signal_group(child.process, signal.SIGKILL)
         child.process.wait(10)
         self.children.remove(child)
 
@@ -217,16 +230,16 @@ class LocalSystem:
             self.events.stop()
             self.events = None
         for child in reversed(self.children):
-            _signal_group(child.process, signal.SIGTERM)
+            signal_group(child.process, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         for child in reversed(self.children):
             try:
                 child.process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _signal_group(child.process, signal.SIGKILL)
+                signal_group(child.process, signal.SIGKILL)
                 child.process.wait(5)
             # Celery's pool children share the group: make sure none outlives its parent.
-            _signal_group(child.process, signal.SIGKILL)
+            signal_group(child.process, signal.SIGKILL)
         self.children.clear()
 
     def _spawn(self, name: str, argv: list[str]) -> Child:
@@ -278,7 +291,8 @@ def _set_visibility(settings: Settings, queue_urls: Iterable[str], seconds: int)
             )
 
 
-def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+def signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """Send `sig` to the process's group (its children too), if it still has one."""
     try:
         os.killpg(process.pid, sig)
     except (ProcessLookupError, PermissionError):

@@ -20,12 +20,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
     """One local system for the e2e session; every process stops even when tests fail."""
     logs = tmp_path_factory.mktemp("logs")
     local = LocalSystem(aws_port=free_port(), api_port=free_port(), log_dir=logs)
-    local.start(timeout_s=90)
-    try:
-        local.wait_workers_ready(timeout_s=120)
+    with local.running():
         yield local
-    finally:
-        local.stop()
 
 
 @pytest.fixture

@@ -44,12 +44,8 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
         # diag.hang's hard limit comes 1 s after its 2 s soft limit, not 30 s
         extra_env={"OFFLOAD_HARD_LIMIT_GRACE_S": "1", "OFFLOAD_WORKER_SHUTDOWN_GRACE_S": "3"},
     )
-    system.start(timeout_s=90)
-    try:
-        system.wait_workers_ready(timeout_s=90)
+    with system.running(ready_timeout_s=90):
         yield system
-    finally:
-        system.stop()
 
 
 @pytest.fixture
