@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from offload.errors import OffloadError, PermanentFailure
+
 job_id_var: ContextVar[str | None] = ContextVar("offload_job_id", default=None)
 request_id_var: ContextVar[str | None] = ContextVar("offload_request_id", default=None)
 
@@ -43,8 +45,6 @@ _WIRE_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "kombu.asynchrono
 def _speaks_for_itself(exc: BaseException) -> bool:
     """Whether an exception's message is offload's own words (ids, states, services): those
     of the engine's errors, but not of errors tasks raise (PermanentFailure's kind)."""
-    from offload.errors import OffloadError, PermanentFailure
-
     return isinstance(exc, OffloadError) and not isinstance(exc, PermanentFailure)
 
 
