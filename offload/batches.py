@@ -85,7 +85,8 @@ def run_batch(
             continue
         try:
             payload = spec.parse(
-                claims.resolve(store.settings, delivery.payload, owner=delivery.job_id)
+                claims.resolve(store.settings, delivery.payload, owner=delivery.job_id),
+                lane=spec.lane,
             )
         except (InvalidPayload, ClaimUnusable, AwsUnavailable) as exc:
             # A payload's S3 copy out of reach is that job's failed attempt, not the batch's.

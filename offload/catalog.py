@@ -81,8 +81,9 @@ class TaskSpec:
             raise result
         return result
 
-    def parse(self, payload: Any) -> BaseModel:
-        """Validate a raw payload; `InvalidPayload` names each bad field."""
+    def parse(self, payload: Any, lane: str | None = None) -> BaseModel:
+        """Validate a raw payload; `InvalidPayload` names each bad field (and the `lane` of
+        the worker that found it so)."""
         if isinstance(payload, self.payload):
             return payload
         if isinstance(payload, BaseModel):
@@ -90,7 +91,7 @@ class TaskSpec:
         try:
             return self.payload.model_validate(payload)
         except ValidationError as exc:
-            raise InvalidPayload.from_validation(self.name, exc) from None
+            raise InvalidPayload.from_validation(self.name, exc, lane=lane) from None
 
     def describe(self) -> dict[str, Any]:
         """The catalog entry that `GET /tasks` shows."""

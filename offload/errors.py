@@ -30,22 +30,24 @@ class UnknownTask(OffloadError):
 class InvalidPayload(OffloadError):
     """A payload does not match its task's model; `errors` name each field and reason."""
 
-    def __init__(self, task: str, errors: list[dict[str, str]]) -> None:
+    def __init__(self, task: str, errors: list[dict[str, str]], lane: str | None = None) -> None:
         self.task = task
         self.errors = errors
         reasons = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        super().__init__(f"invalid payload for {task}: {reasons}")
+        # A worker names its lane: the payload validated at submit, so the task changed.
+        where = f" on the {lane} lane" if lane else ""
+        super().__init__(f"invalid payload for {task}{where}: {reasons}")
 
     @classmethod
     def from_validation(
-        cls, task: str, exc: ValidationError, prefix: str = "payload"
+        cls, task: str, exc: ValidationError, prefix: str = "payload", lane: str | None = None
     ) -> InvalidPayload:
         """Translate pydantic's errors into field paths like `payload.rows.2`."""
         errors = []
         for err in exc.errors(include_url=False):
             path = ".".join(str(part) for part in (prefix, *err["loc"]))
             errors.append({"field": path, "message": err["msg"]})
-        return cls(task, errors)
+        return cls(task, errors, lane)
 
 
 class PayloadTooLarge(OffloadError):

@@ -185,7 +185,8 @@ class Attempt:
         with self.logged():
             self._started = time.monotonic()
             settings = self.store.settings
-            payload = self.spec.parse(claims.resolve(settings, self.payload, owner=self.job_id))
+            resolved = claims.resolve(settings, self.payload, owner=self.job_id)
+            payload = self.spec.parse(resolved, lane=self.spec.lane)
             result = self.spec.call(payload, self.context)
             return kept_result(result, settings, self.job_id)
 

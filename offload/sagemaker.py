@@ -133,7 +133,9 @@ class SageMakerLane:
             store=self.store,
             caller=job.caller,
         )
-        payload = spec.parse(claims.resolve(self.settings, job.payload, owner=job.job_id))
+        payload = spec.parse(
+            claims.resolve(self.settings, job.payload, owner=job.job_id), lane=spec.lane
+        )
         request = to_json(spec.call(payload, context), 6 * 1024 * 1024)
         bucket = self.settings.bucket_name()
         key = self.input_location(job.job_id, attempt).removeprefix(f"s3://{bucket}/")

@@ -1,20 +1,30 @@
 """A Celery consumer that dead-letters the messages it cannot run, with the reason.
 
 Celery's own handlers log such a message and ack it (gone) or reject it (on SQS with a
-redrive policy: received again and again until SQS moves it, reason unknown). Here it goes
-straight to its lane's DLQ with the reason, and the worker carries on.
+redrive policy: received again and again until SQS moves it, reason unknown). Here its job,
+when the message names one, ends FAILURE with the reason (`offload.unrunnable`); then the
+message goes to its lane's DLQ with the same reason, and the worker carries on.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
+import os
+import socket
 from typing import Any
 
 from celery.worker.consumer import Consumer
 
 from offload.dlq import bury
+from offload.errors import AwsUnavailable
 from offload.settings import QueueLane, Settings, get_settings
+from offload.store import JobStore
+from offload.unrunnable import fail_unrunnable, unrunnable_error
 from workers import warmup
+from workers.heartbeat import lease_owner
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +54,7 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
 
     def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
         """A task message naming a task this worker does not have."""
-        name = (getattr(message, "headers", None) or {}).get("task")
-        if not self._bury(message, f"unknown task {name!r}"):
+        if not self._bury(message, "no worker of this lane has the task"):
             super().on_unknown_task(body, message, exc)
 
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
@@ -53,22 +62,51 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
         if not self._bury(message, f"invalid task message: {exc}"):
             super().on_invalid_task(body, message, exc)
 
-    def _bury(self, message: Any, reason: str) -> bool:
-        """Move the message to its lane's DLQ and ack it; False when that is not possible."""
+    def _bury(self, message: Any, why: str) -> bool:
+        """Fail the message's job, move the message to its lane's DLQ and ack it, all with
+        the same reason; False when that is not possible (the message is then left to SQS,
+        and the next delivery tries again: both steps may be repeated safely)."""
         settings = _settings_of(self.app)
         info = getattr(message, "delivery_info", None) or {}
         raw = (info.get("sqs_message") or {}).get("Body")
         lane = _lane_of(settings, info.get("sqs_queue"))
         if raw is None or lane is None:
             return False
+        job_id, task = _named_in(message, raw)
+        error = unrunnable_error(task, lane, why)
         try:
-            bury(settings, lane, raw, reason)
-        except Exception:
-            log.exception("could not dead-letter a message (%s); leaving it to SQS", reason)
+            if job_id is not None:
+                owner = lease_owner(socket.gethostname(), os.getpid())
+                fail_unrunnable(JobStore(settings), job_id, error, owner)
+            bury(settings, lane, raw, error.message, job_id=job_id, task=task, error=error)
+        except AwsUnavailable as exc:
+            log.warning("unrunnable message of job %s kept for later (%s)", job_id, exc)
             return False
-        log.error("dead-lettered a message from the %s queue: %s", lane, reason)
+        except Exception:
+            log.exception("could not dead-letter a message (%s); leaving it to SQS", why)
+            return False
+        log.error("dead-lettered job %s's message: %s", job_id, error.message)
         message.ack()
         return True
+
+
+def _named_in(message: Any, raw: str) -> tuple[str | None, str | None]:
+    """The job id and task a message names, from its headers or, when kombu could not
+    read them, from the Celery envelope inside the raw SQS body."""
+    headers = getattr(message, "headers", None)
+    if not isinstance(headers, dict) or "id" not in headers:
+        try:
+            envelope = json.loads(base64.b64decode(raw, validate=True))
+            headers = envelope.get("headers") if isinstance(envelope, dict) else None
+        except (binascii.Error, ValueError):
+            headers = None
+    if not isinstance(headers, dict):
+        return None, None
+    job_id, task = headers.get("id"), headers.get("task")
+    return (
+        job_id if isinstance(job_id, str) and job_id else None,
+        task if isinstance(task, str) and task else None,
+    )
 
 
 def _settings_of(app: Any) -> Settings:

@@ -111,7 +111,7 @@ class Runtime:
         """Keep a failed job's message in its lane's DLQ, where an operator replays it."""
         error = outcome.error
         if error is not None and error.type == "InvalidPayload":
-            reason = "the payload no longer validates"
+            reason = error.message  # names the task, the lane and each field
         elif error is not None and error.type == "WorkerLost":
             reason = "its worker was lost on the last attempt"
         else:

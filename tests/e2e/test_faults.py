@@ -7,6 +7,8 @@ the test; the worker's heartbeat and leases scale with it. Counts are small here
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +27,7 @@ from infra.dev import Child, LocalSystem, free_port
 from offload import celery_protocol
 from offload.store import JobStore
 from tests.e2e.conftest import TERMINAL, logs_of, submit
+from tests.integration.jobs import pending
 
 pytestmark = pytest.mark.e2e
 
@@ -281,28 +284,57 @@ def test_messages_no_worker_can_run_are_dead_lettered_and_the_worker_carries_on(
     sqs = boto3.client("sqs", endpoint_url=faulty.aws_url, region_name="us-east-1")
     queue = faulty.settings().queue_url("cpu")
     sqs.send_message(QueueUrl=queue, MessageBody="this is not a Celery message")
+    # An application's own cpu task that these workers lack: its job must not stay PENDING.
+    store = JobStore(faulty.settings())
+    stranded = pending(store, "app.private_report", lane="cpu")
     sqs.send_message(
         QueueUrl=queue,
         MessageBody=celery_protocol.encode(
-            task="no.such.task", task_id="ghost-1", kwargs={}, routing_key="cpu"
+            task="app.private_report",
+            task_id=stranded,
+            kwargs={"payload": {}, "attempt": 1},
+            routing_key="cpu",
         ),
     )
+    # A job of a task the workers have, whose message body cannot be read.
+    garbled = pending(store, "diag.sleep", lane="cpu")
+    sqs.send_message(QueueUrl=queue, MessageBody=_with_unreadable_body(garbled))
+    unread = poll(api, faulty, garbled, lambda j: j["status"] in TERMINAL, timeout_s=60)
+    assert unread["status"] == "FAILURE", unread
+    assert unread["error"]["message"].startswith(
+        "task 'diag.sleep' cannot run on the cpu lane: not a readable message"
+    ), unread
+    job = poll(api, faulty, stranded, lambda j: j["status"] in TERMINAL, timeout_s=60)
+    assert job["status"] == "FAILURE", job
+    assert job["error"]["type"] == "Unrunnable"
+    assert job["error"]["message"] == (
+        "task 'app.private_report' cannot run on the cpu lane: no worker of this lane has the task"
+    )
     deadline = time.monotonic() + 60
-    reasons: list[str] = []
-    while len(reasons) < 2:
+    reasons: dict[str | None, str] = {}
+    ours = (None, stranded, garbled)
+    while len(reasons) < 3:
         assert time.monotonic() < deadline, f"{reasons}\n{logs_of(faulty)}"
         time.sleep(0.5)
         letters = api.get("/dlq/cpu").json()["messages"]
-        reasons = [m["reason"] for m in letters if m["job_id"] in (None, "ghost-1")]
-    assert any(
-        reason.startswith("not a readable message") or "not a Celery" in reason
-        for reason in reasons
-    ), reasons
-    assert "unknown task 'no.such.task'" in reasons, reasons
+        reasons = {m["job_id"]: m["reason"] for m in letters if m["job_id"] in ours}
+    assert "not a readable message" in reasons[None] or "not a Celery" in reasons[None], reasons
+    assert reasons[stranded] == job["error"]["message"]
+    assert reasons[garbled] == unread["error"]["message"]
     after = submit(api, "diag.sleep", {"seconds": 0})
     assert poll(api, faulty, after["job_id"], lambda j: j["status"] in TERMINAL)["status"] == (
         "SUCCESS"
     )
+
+
+def _with_unreadable_body(job_id: str) -> str:
+    """A Celery message for `job_id` whose envelope reads but whose body does not."""
+    body = celery_protocol.encode(
+        task="diag.sleep", task_id=job_id, kwargs={"payload": {}}, routing_key="cpu"
+    )
+    envelope = json.loads(base64.b64decode(body))
+    envelope["body"] = base64.b64encode(b"[not json").decode()
+    return base64.b64encode(json.dumps(envelope).encode()).decode()
 
 
 @pytest.mark.parametrize(
