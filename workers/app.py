@@ -26,6 +26,7 @@ from workers import warmup
 from workers.heartbeat import Heartbeat, lease_owner
 from workers.lifecycle import Drain
 from workers.runtime import runtime_for
+from workers.sqs_transport import client_config
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     secure = not settings.aws_endpoint_url or settings.aws_endpoint_url.startswith("https")
     app.conf.update(
         broker_url=broker_url(settings),
+        # kombu's SQS transport, made to survive failed SQS calls (workers/sqs_transport.py).
+        broker_transport="workers.sqs_transport:Transport",
         broker_transport_options={
             "region": settings.aws_region,
             "is_secure": secure,
@@ -55,6 +58,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             # A rejected delivery waits out its visibility timeout instead.
             "predefined_queues": {lane: {"url": settings.queue_url(lane)} for lane in QUEUE_LANES},
             "wait_time_seconds": settings.worker_wait_time_s,
+            "client-config": client_config(settings.worker_wait_time_s),
         },
         broker_connection_retry_on_startup=True,
         task_default_queue="cpu",
