@@ -125,6 +125,7 @@ def from_item(item: dict[str, Any]) -> Job:
     data.pop("inflight", None)
     data.pop("inflight_caller", None)
     data.pop("failed", None)
+    data.pop("write_token", None)
     return Job.model_validate(data)
 
 

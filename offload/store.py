@@ -1,9 +1,16 @@
 """The DynamoDB job store. Every change of a job is a conditional write: a stale or duplicate
-writer gets `JobStateConflict` and never overwrites a newer state."""
+writer gets `JobStateConflict` and never overwrites a newer state.
+
+Each write also stores a fresh `write_token`. botocore retries a write whose answer was lost
+(a dropped connection, a timeout after DynamoDB did it); the retry then fails its own
+condition. When the item that failed it carries this write's token, the write had landed:
+it counts as done, not as a conflict (else a worker would take its own claim for another's).
+"""
 
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +33,8 @@ FAILED_INDEX = "failed-updated"
 CALLER_INFLIGHT_INDEX = "caller-inflight"
 # Ids are UUIDs; anything much longer cannot be a job (and nears DynamoDB's key limit).
 MAX_JOB_ID_CHARS = 128
+# The attribute that tells a write's own retry from another writer (see above).
+WRITE_TOKEN = "write_token"
 
 
 class JobStore:
@@ -212,14 +221,18 @@ class JobStore:
         """Store a new PENDING job; `JobAlreadyExists` when its id is taken."""
         item = items.to_item(job)
         item["expires_at"] = {"N": str(self._expiry(job.created_at))}
+        token = item[WRITE_TOKEN] = {"S": uuid.uuid4().hex}
         try:
             with aws.unavailable_as("DynamoDB"):
                 self.client.put_item(
                     TableName=self.table,
                     Item=item,
                     ConditionExpression="attribute_not_exists(job_id)",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
-        except self.client.exceptions.ConditionalCheckFailedException:
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            if _landed(exc, token):
+                return
             raise JobAlreadyExists(job.job_id) from None
 
     def discard_pending(self, job_id: str) -> None:
@@ -384,6 +397,13 @@ class JobStore:
     ) -> dict[str, AttributeValueTypeDef] | None:
         names = {"#status": "status", **(names or {})}
         key: dict[str, AttributeValueTypeDef] = {"job_id": {"S": job_id}}
+        token: AttributeValueTypeDef = {"S": uuid.uuid4().hex}
+        if update is not None:
+            if not update.startswith("SET "):
+                raise ValueError(f"an update starts with SET: {update!r}")
+            names["#wt"] = WRITE_TOKEN
+            values = {**values, ":wt": token}
+            update = f"SET #wt = :wt, {update.removeprefix('SET ')}"
         try:
             with aws.unavailable_as("DynamoDB"):
                 if delete:
@@ -409,4 +429,12 @@ class JobStore:
                 return dict(out["Attributes"])
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             old = getattr(exc, "response", {}).get("Item")
+            if update is not None and old and _landed(exc, token):
+                return dict(old)  # this write's own retry: the item is as it left it
             raise JobStateConflict(job_id, wanted, items.from_item(old) if old else None) from None
+
+
+def _landed(exc: BaseException, token: AttributeValueTypeDef) -> bool:
+    """Whether the item that failed a write's condition is the one that write left."""
+    old = getattr(exc, "response", {}).get("Item") or {}
+    return bool(old.get(WRITE_TOKEN) == token)

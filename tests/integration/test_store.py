@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
 
+from offload import store as store_module
 from offload.dlq import reopen
 from offload.errors import JobAlreadyExists, JobNotFound, JobStateConflict
 from offload.items import INDEX_SHARDS, InvalidCursor, to_item
@@ -63,6 +65,35 @@ def test_duplicate_create_is_refused(store: JobStore) -> None:
     store.create(job)
     with pytest.raises(JobAlreadyExists):
         store.create(job)
+
+
+@pytest.fixture
+def answer_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every write carries the same token, as botocore's retry of a write carries its own:
+    the second of two identical writes is that retry, after DynamoDB did the first but its
+    answer was lost (a dropped connection, a read timeout)."""
+    monkeypatch.setattr(store_module.uuid, "uuid4", lambda: uuid.UUID(int=7))
+
+
+@pytest.mark.usefixtures("answer_lost")
+def test_a_write_whose_answer_was_lost_is_done_not_a_conflict(store: JobStore) -> None:
+    job = new_job()
+    store.create(job)
+    store.create(job)  # the retry of a create that landed: not JobAlreadyExists
+    started = start(store, job.job_id, 1)
+    again = start(store, job.job_id, 1)  # not "STARTED by someone": it is this claim's own
+    assert (again.status, again.attempts, again.lease_owner) == (JobStatus.STARTED, 1, "w/1")
+    assert again.lease_expires_at == started.lease_expires_at
+    assert store.succeed(job.job_id, 1, {"n": 1}) == store.succeed(job.job_id, 1, {"n": 1})
+
+
+def test_another_writer_is_still_a_conflict_whatever_its_state(store: JobStore) -> None:
+    job = new_job()
+    store.create(job)
+    start(store, job.job_id, 1)
+    store.succeed(job.job_id, 1, {"n": 1})
+    with pytest.raises(JobStateConflict):
+        store.succeed(job.job_id, 1, {"n": 1})  # the same state, but a write of its own
 
 
 def test_duplicate_delivery_cannot_start_the_same_attempt_twice(store: JobStore) -> None:
