@@ -34,6 +34,7 @@ class Settings(BaseSettings):
 
     # Explicit names/URLs win (the deployed template sets them); otherwise derived.
     jobs_table: str | None = None
+    workers_table: str | None = None
     results_bucket: str | None = None
     cpu_queue_url: str | None = None
     gpu_queue_url: str | None = None
@@ -219,6 +220,10 @@ class Settings(BaseSettings):
     def table_name(self) -> str:
         """The jobs table."""
         return self.jobs_table or f"{self.stack_name}-jobs"
+
+    def workers_table_name(self) -> str:
+        """The workers table: each live worker's last beat (offload.fleet)."""
+        return self.workers_table or f"{self.stack_name}-workers"
 
     def bucket_name(self) -> str:
         """The results bucket (bucket names are global, hence the account id)."""

@@ -5,6 +5,10 @@ kombu never extends a message's visibility, and inside a task the receipt handle
 known (FACTS.md), so this runs in the worker's main process, as a thread over the requests
 it has received. It starts when the worker is ready and stops only at the very end of its
 shutdown, so jobs that finish during a warm shutdown stay covered.
+
+Each round also records the worker in the fleet's table (offload.fleet: one put per beat,
+the jobs it runs), where `GET /workers`, the dashboard and `offload review` find it; a clean
+stop removes it. Nothing there may stop the heartbeat: a failed write waits for the next beat.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from typing import Any
 from offload import aws, leases
 from offload.cancel import revoke_running
 from offload.errors import AwsUnavailable, JobStateConflict
+from offload.fleet import WorkerIdentity, WorkerRegistry
 from offload.job import JobStatus
+from offload.queues import QUEUE_LANES
 from offload.settings import Settings
 from offload.store import JobStore
 from offload.waiting import waits_for
@@ -37,13 +43,25 @@ class Heartbeat:
     :param settings: the visibility timeout, lease length and beat interval.
     :param pool: the worker's pool, to stop a job whose lease another worker took over.
     :param requests: a callable returning the worker's received requests.
+    :param registry: the fleet's table; the settings' by default.
+    :param identity: this worker in that table; by default from the pool's app (the lanes it
+        consumes), and none (nothing recorded) for a pool without one.
     """
 
-    def __init__(self, settings: Settings, pool: Any, requests: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: Any,
+        requests: Any,
+        registry: WorkerRegistry | None = None,
+        identity: WorkerIdentity | None = None,
+    ) -> None:
         self.settings = settings
         self.pool = pool
         self.requests = requests
         self.store = JobStore(settings)
+        self.registry = registry or WorkerRegistry(settings)
+        self.identity = identity or _identity_of(pool)
         # Job ids whose lease this worker renewed at least once, and the attempt renewed.
         self._held: dict[str, int] = {}
         self._stop = threading.Event()
@@ -62,7 +80,9 @@ class Heartbeat:
             if self._grace.is_alive():
                 self._grace.join(timeout=10)  # a release under way must finish first
         if self._thread.is_alive():
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=10)  # its last act removes this worker from the fleet
+        elif self._thread.ident is None:
+            self._leave()  # never started: beaten by hand (tests)
 
     def release_after(self, grace_s: float) -> None:
         """The worker is stopping: jobs still running after `grace_s` are released."""
@@ -92,21 +112,58 @@ class Heartbeat:
             log.info("job %s: message not released (%s); kombu restores it", request.id, failure)
 
     def _loop(self) -> None:
+        # In the fleet at once, not a beat after the worker is ready.
+        self._record([r.id for r in self._snapshot() if r.worker_pid])
         while not self._stop.wait(self.settings.heartbeat_interval_s):
             try:
                 self.beat()
             except Exception:
                 log.exception("heartbeat round failed; trying again next round")
+        # Here, not in `stop`: after this thread's last beat, so no beat can follow it.
+        self._leave()
 
     def beat(self) -> None:
-        """One round over the received requests."""
+        """One round over the received requests, then one write to the fleet's table."""
         live = set()
+        running = []
         for request in self._snapshot():
             live.add(request.id)
             self._extend(request)
             if request.worker_pid:
+                running.append(request.id)
                 self._renew(request)
         self._held = {job_id: n for job_id, n in self._held.items() if job_id in live}
+        self._record(running)
+
+    def _record(self, running: list[str]) -> None:
+        if self.identity is None:
+            return
+        try:
+            self.registry.beat(
+                self.identity,
+                running,
+                # Shutting down warm: the grace timer runs from `release_after`.
+                stopping=self._grace is not None,
+                beat_interval_s=self.settings.heartbeat_interval_s,
+            )
+        except Exception as exc:  # never the heartbeat's end: the next beat writes it again
+            log.warning(
+                "worker registry: beat of %s not recorded (%s); trying again next beat",
+                self.identity.worker_id,
+                _reason(exc),
+            )
+
+    def _leave(self) -> None:
+        if self.identity is None:
+            return
+        try:
+            self.registry.leave(self.identity)
+        except Exception as exc:  # it reads as silent, then expires
+            log.warning(
+                "worker registry: removal of %s failed (%s); it will show as silent",
+                self.identity.worker_id,
+                _reason(exc),
+            )
 
     def _snapshot(self) -> list[Any]:
         # The consumer adds requests from another thread; retry the copy if it raced.
@@ -194,6 +251,23 @@ class Heartbeat:
         self._held.pop(request.id, None)
         # Another worker runs the job now: this run must not go on beside it.
         _kill(request)
+
+
+def _identity_of(pool: Any) -> WorkerIdentity | None:
+    """This worker in the fleet's table: the queue lanes its Celery app consumes."""
+    queues = getattr(getattr(getattr(pool, "app", None), "amqp", None), "queues", None)
+    if queues is None:
+        return None
+    consumed = queues.consume_from if queues.consume_from is not None else queues  # no -Q: all
+    lanes = tuple(lane for lane in QUEUE_LANES if lane in consumed)
+    return WorkerIdentity(lanes=lanes, concurrency=getattr(pool, "limit", None)) if lanes else None
+
+
+def _reason(exc: Exception) -> str:
+    # AWS's error code, not its message: logs quote only offload's own messages.
+    if isinstance(exc, AwsUnavailable):
+        return str(exc)
+    return aws.error_code(exc) or type(exc).__name__
 
 
 def _kill(request: Any) -> None:

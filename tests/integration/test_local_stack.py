@@ -83,7 +83,10 @@ def _check(stack: LocalStack, settings: Settings, clients: Clients) -> None:
     """The provisioned resources are where Settings looks for them, configured as declared."""
     assert stack.queues["CpuQueue"] == settings.queue_url("cpu")
     assert stack.queues["GpuQueue"] == settings.queue_url("gpu")
-    assert stack.tables == {"JobsTable": settings.table_name()}
+    assert stack.tables == {
+        "JobsTable": settings.table_name(),
+        "WorkersTable": settings.workers_table_name(),
+    }
     assert stack.buckets == {"ResultsBucket": settings.bucket_name()}
     assert "ApiFunction" in stack.skipped
     alarm_topic = settings.sagemaker_topic_arn("success").replace("sagemaker-success", "alarms")

@@ -225,6 +225,47 @@ def test_template_declares_the_jobs_table(resources: dict[str, Any]) -> None:
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
 
 
+def test_template_declares_the_workers_table(resources: dict[str, Any]) -> None:
+    table = resources["WorkersTable"]
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    props = table["Properties"]
+    assert props["TableName"] == {"Fn::Sub": "${AWS::StackName}-workers"}
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    # offload.fleet: one partition per lane, a worker per item; read with one Query a lane.
+    assert props["KeySchema"] == [
+        {"AttributeName": "lane", "KeyType": "HASH"},
+        {"AttributeName": "worker_id", "KeyType": "RANGE"},
+    ]
+    assert "GlobalSecondaryIndexes" not in props
+    # Crashed workers' items go by themselves; nothing here is worth a backup.
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert "PointInTimeRecoverySpecification" not in props
+
+
+def test_workers_write_the_workers_table_and_the_api_only_reads_it(
+    resources: dict[str, Any],
+) -> None:
+    arn = {"Fn::GetAtt": ["WorkersTable", "Arn"]}
+    statements = resources["GpuWorkerRole"]["Properties"]["Policies"][0]["PolicyDocument"][
+        "Statement"
+    ]
+    granted = [s["Action"] for s in statements if s["Resource"] == arn]
+    assert granted == [["dynamodb:PutItem", "dynamodb:DeleteItem"]]
+    api = function("ApiFunction")
+    reads = [
+        statement
+        for policy in api["Policies"]
+        for statement in policy.get("Statement", [])
+        if statement["Resource"] == arn
+    ]
+    assert [statement["Action"] for statement in reads] == ["dynamodb:Query"]
+    assert api["Environment"]["Variables"]["OFFLOAD_WORKERS_TABLE"] == {"Ref": "WorkersTable"}
+    user_data = resources["GpuWorkerLaunchTemplate"]["Properties"]["LaunchTemplateData"][
+        "UserData"
+    ]["Fn::Base64"]["Fn::Sub"]
+    assert "OFFLOAD_WORKERS_TABLE=${WorkersTable}" in user_data
+
+
 def test_template_declares_the_results_bucket(resources: dict[str, Any]) -> None:
     bucket = resources["ResultsBucket"]
     assert bucket["Type"] == "AWS::S3::Bucket"

@@ -107,6 +107,32 @@ def test_the_gpu_fleet_scales_to_zero_on_backlog_and_drains_before_termination(
     assert wake["Metrics"][-1]["Expression"] == "IF(waiting > 0 AND workers == 0, 1, 0)"
 
 
+def test_the_gpu_worker_service_restarts_always_within_a_start_limit(
+    resources: dict[str, Any],
+) -> None:
+    user_data = resources["GpuWorkerLaunchTemplate"]["Properties"]["LaunchTemplateData"][
+        "UserData"
+    ]["Fn::Base64"]["Fn::Sub"]
+    unit = user_data.split("offload-worker.service <<'UNIT'\n", 1)[1].split("\nUNIT\n", 1)[0]
+    sections: dict[str, dict[str, str]] = {}
+    for line in unit.splitlines():
+        if line.startswith("["):
+            section = sections.setdefault(line.strip("[]"), {})
+        elif "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            section[key] = value
+    service, head = sections["Service"], sections["Unit"]
+    # A worker that exits 0 (a warm shutdown someone began) comes back too...
+    assert service["Restart"] == "always"
+    # ...but not in a loop: systemd reads the start limit in [Unit] only.
+    assert int(head["StartLimitBurst"]) >= 3 and int(head["StartLimitIntervalSec"]) >= 600
+    assert "StartLimitBurst" not in service and "StartLimitIntervalSec" not in service
+    # A drained worker stays stopped: its start is skipped, and a skip is never restarted.
+    check = service["ExecCondition"]
+    assert f"cat > {check} <<'CHECK'" in user_data
+    assert "target-lifecycle-state" in user_data.split("<<'CHECK'", 1)[1].split("\nCHECK\n")[0]
+
+
 def test_every_schedule_submits_a_valid_job_of_the_catalog(resources: dict[str, Any]) -> None:
     catalog = tasks.catalog()
     events = resources["SchedulerFunction"]["Properties"]["Events"]
