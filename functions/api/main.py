@@ -29,6 +29,7 @@ from functions.api.routes import (  # noqa: E402
     health,
     jobs,
     queues,
+    workers,
 )
 from functions.api.routes import tasks as task_routes  # noqa: E402
 from functions.api.schemas import error_responses  # noqa: E402
@@ -60,7 +61,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     offload.install(app)
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=body_limit_for(settings.max_payload_bytes))
-    for module in (jobs, events, task_routes, dlq, queues, documents, health, dashboard):
+    for module in (jobs, events, task_routes, dlq, queues, workers, documents, health, dashboard):
         app.include_router(module.router)
     return app
 
