@@ -126,6 +126,19 @@ def clear_clients() -> None:
     _cached.cache_clear()
 
 
+def _status_of(exc: BaseException) -> str:
+    response = getattr(exc, "response", None) or {}
+    return f"HTTP {response.get('ResponseMetadata', {}).get('HTTPStatusCode', '?')}"
+
+
+def _transient_status(exc: BaseException) -> bool:
+    """A 5xx or 429 answer, whatever its body says: a proxy or load balancer in the way
+    answers with codes botocore cannot name (an empty body reads as code '503')."""
+    response = getattr(exc, "response", None) or {}
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return isinstance(status, int) and (status >= 500 or status == 429)
+
+
 def error_code(exc: BaseException) -> str:
     """The AWS error code of a botocore `ClientError`, or '' for anything else."""
     response = getattr(exc, "response", None)
@@ -143,8 +156,8 @@ def unavailable_as(service: str) -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        if error_code(exc) in _UNAVAILABLE_CODES:
-            raise AwsUnavailable(service, error_code(exc)) from exc
+        if error_code(exc) in _UNAVAILABLE_CODES or _transient_status(exc):
+            raise AwsUnavailable(service, error_code(exc) or _status_of(exc)) from exc
         raise
     except (BotoConnectionError, HTTPClientError) as exc:
         # Unreachable, timed out or cut off; a bad parameter or missing credentials is a bug
