@@ -4,8 +4,9 @@ What it gathers, in the order an on-call reads it:
 1. the stack's alarms (`<stack>-*`): ALARM first, then INSUFFICIENT_DATA, each with its
    description (what it means and what to do first), then how many are OK;
 2. each queue lane's depths and dead letters (`offload.queue_depths`);
-3. recent FAILURE jobs grouped by task and error type, with the latest message and job;
-4. jobs stuck STARTED past their time limit (`offload.stuck`).
+3. each queue lane's workers, silent ones flagged (`offload.fleet`);
+4. recent FAILURE jobs grouped by task and error type, with the latest message and job;
+5. jobs stuck STARTED past their time limit (`offload.stuck`).
 
 It reads AWS directly with the caller's credentials (CloudWatch, SQS, DynamoDB), not
 through the API: it must work when the API is the thing that is down.
@@ -22,6 +23,7 @@ from pydantic import BaseModel
 
 from offload import aws
 from offload.catalog import Catalog
+from offload.fleet import SILENT_AFTER_BEATS, LaneWorkers, WorkerRegistry, WorkerState
 from offload.job import Job, utcnow
 from offload.queue_depths import LaneDepth, lane_depth
 from offload.queues import QUEUE_LANES
@@ -73,6 +75,7 @@ class Review(BaseModel):
     alarms: list[AlarmView]
     alarms_ok: int
     queues: list[LaneDepth]
+    workers: list[LaneWorkers]
     failures_since: datetime
     failures: list[FailureGroup]
     stuck: list[StuckJob]
@@ -109,6 +112,11 @@ class Reviewer:
             attempt(f"{lane} queue", lambda lane=lane: lane_depth(self.settings, store, lane), None)
             for lane in QUEUE_LANES
         ]
+        registry = WorkerRegistry(self.settings)
+        workers = [
+            attempt(f"{lane} workers", lambda lane=lane: registry.lane(lane, now), None)
+            for lane in QUEUE_LANES
+        ]
         failed = attempt("failures", lambda: store.failed_since(now - since, limit=1000), [])
         stuck = [
             job
@@ -125,6 +133,7 @@ class Reviewer:
             alarms=firing,
             alarms_ok=len(alarms) - len(firing),
             queues=[queue for queue in queues if queue is not None],
+            workers=[lane for lane in workers if lane is not None],
             failures_since=now - since,
             failures=group_failures(failed),
             stuck=[
@@ -214,6 +223,9 @@ def render(review: Review) -> str:
             for q in review.queues
         ],
     )
+    lines += ["", f"WORKERS (silent: no beat for {SILENT_AFTER_BEATS} of its intervals)"]
+    for lane in review.workers:
+        lines += _workers(lane, review.checked_at)
     lines += ["", f"FAILURES since {_when(review.failures_since)}"]
     if review.failures:
         lines += _table(
@@ -239,6 +251,37 @@ def render(review: Review) -> str:
     if review.problems:
         lines += ["", "COULD NOT READ"] + [f"  {problem}" for problem in review.problems]
     return "\n".join(lines) + "\n"
+
+
+def _workers(lane: LaneWorkers, now: datetime) -> list[str]:
+    if not lane.workers:
+        return [f"  {lane.lane}: no workers"]
+    counts = [f"{lane.live} live"]
+    counts += [f"{lane.stopping} stopping"] if lane.stopping else []
+    counts += [f"{lane.silent} SILENT"] if lane.silent else []
+    more = f" (the first {len(lane.workers)} shown)" if lane.truncated else ""
+    lines = [f"  {lane.lane}: {', '.join(counts)}{more}"]
+    rows = []
+    for w in lane.workers:
+        shown = ", ".join(w.jobs[:3]) + (f" +{w.jobs_running - 3}" if w.jobs_running > 3 else "")
+        rows.append(
+            [
+                w.worker_id,
+                w.state.value.upper() if w.state is WorkerState.SILENT else w.state.value,
+                _ago((now - w.last_beat).total_seconds()),
+                _when(w.started_at),
+                f"{w.jobs_running} of {w.concurrency or '?'}",
+                shown or "-",
+            ]
+        )
+    header = ["worker", "state", "last beat", "started", "running", "jobs"]
+    return lines + ["  " + line for line in _table(header, rows)]
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{max(seconds, 0):.0f} s ago"
+    return f"{seconds / 60:.0f} min ago" if seconds < 7200 else f"{seconds / 3600:.1f} h ago"
 
 
 def _when(moment: datetime | None) -> str:

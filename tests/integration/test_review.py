@@ -14,7 +14,8 @@ from infra import cli
 from infra.review import Reviewer, render
 from offload import leases
 from offload.dlq import bury
-from offload.job import JobError
+from offload.fleet import WorkerIdentity, WorkerRegistry
+from offload.job import JobError, utcnow
 from offload.settings import Settings
 from offload.store import JobStore
 from tests.integration import jobs
@@ -107,4 +108,34 @@ def test_a_quiet_stack_reviews_clean(
     assert cli.main(["review"]) == 0
     out = capsys.readouterr().out
     assert "ALARMS: 0 not OK" in out
+    assert "  cpu: no workers\n  gpu: no workers\n" in out
     assert "FAILURES since" in out and "STUCK" in out
+
+
+def test_the_review_lists_each_lanes_workers_and_flags_the_silent_ones(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = WorkerRegistry(settings)
+    busy = WorkerIdentity(lanes=("cpu",), node="node-a", pid=11, concurrency=4)
+    registry.beat(busy, ["job-1", "job-2"])
+    then = utcnow() - timedelta(minutes=7)
+    crashed = WorkerIdentity(
+        lanes=("gpu",), node="node-b", pid=22, concurrency=1, started_at=then - timedelta(hours=1)
+    )
+    registry.beat(crashed, ["job-3"], now=then)
+
+    review = Reviewer(settings, tasks.catalog()).review()
+    lanes = {lane.lane: lane for lane in review.workers}
+    assert (lanes["cpu"].live, lanes["gpu"].silent) == (1, 1)
+
+    assert cli.main(["review"]) == 0  # a silent worker is shown, not an alarm
+    out = capsys.readouterr().out
+    section = out[out.index("WORKERS") : out.index("FAILURES")]
+    lines = [line.split() for line in section.splitlines()]
+    assert ["cpu:", "1", "live"] in lines
+    assert ["gpu:", "0", "live,", "1", "SILENT"] in lines
+    cpu = next(line for line in lines if line[:1] == ["node-a/11"])
+    assert (cpu[1], cpu[3:5]) == ("live", ["s", "ago"])
+    assert cpu[-5:] == ["2", "of", "4", "job-1,", "job-2"]
+    gpu = next(line for line in lines if line[:1] == ["node-b/22"])
+    assert gpu[1:4] == ["SILENT", "7", "min"] and gpu[-1] == "job-3"
