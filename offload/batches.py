@@ -73,6 +73,7 @@ def run_batch(
             delivery.payload,
             owner=owner,
             lease_s=lease_s,
+            settle_patience_s=store.settings.worker_settle_patience_s,
         )
         try:
             claimed = attempt.begin()

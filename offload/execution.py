@@ -6,9 +6,11 @@ the message with an SQS delay) and how they bound a task's time.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -42,6 +44,9 @@ log = logging.getLogger(__name__)
 _MAX_ERROR_MESSAGE = 2000
 # Pauses between tries of a park write through a short store outage.
 _PARK_PAUSES_S = (0.5, 1.0, 2.0)
+# Backoff (full jitter) between tries of an attempt's end through a store outage.
+_SETTLE_BACKOFF_S = 0.5
+_SETTLE_BACKOFF_CAP_S = 10.0
 
 
 class ResultNotSerializable(PermanentFailure):
@@ -126,6 +131,10 @@ class Attempt:
     payload: Any
     owner: str = "inline"
     lease_s: float = 60.0
+    # How long the end of an attempt (SUCCESS, RETRY, FAILURE) is written again through a
+    # store outage. A worker waits (its heartbeat keeps the lease meanwhile): giving up would
+    # leave a finished body's job STARTED, for another worker to run it again.
+    settle_patience_s: float = 0.0
     context: JobContext = field(init=False)
     # Known once claimed: the request that submitted the job, for the log lines.
     request_id: str | None = field(default=None, init=False)
@@ -194,7 +203,7 @@ class Attempt:
         """Record SUCCESS."""
         with self.logged():
             try:
-                job = self.store.succeed(self.job_id, self.attempt, result)
+                job = self._settling(lambda: self.store.succeed(self.job_id, self.attempt, result))
             except JobStateConflict as exc:
                 log.warning(
                     "result of job %s attempt %d refused: %s", self.job_id, self.attempt, exc
@@ -307,16 +316,39 @@ class Attempt:
         retryable = not isinstance(exc, _PERMANENT) and self.attempt < self.spec.max_attempts
         try:
             if not retryable:
-                self._ended(self.store.fail(self.job_id, self.attempt, error))
+                self._ended(
+                    self._settling(lambda: self.store.fail(self.job_id, self.attempt, error))
+                )
                 return Outcome(JobStatus.FAILURE, attempt=self.attempt, error=error)
             delay = retry_delay(self.attempt, self.spec.backoff_s, self.spec.backoff_max_s)
             if max_delay_s is not None:
                 delay = min(delay, max_delay_s)
-            self.store.retry(self.job_id, self.attempt, error, utcnow() + timedelta(seconds=delay))
+            due = utcnow() + timedelta(seconds=delay)
+            self._settling(lambda: self.store.retry(self.job_id, self.attempt, error, due))
             return Outcome(JobStatus.RETRY, retry_in_s=delay, attempt=self.attempt, error=error)
         except JobStateConflict as conflict:
             log.warning("failure of job %s not recorded: %s", self.job_id, conflict)
             return Outcome(None)
+
+    def _settling(self, write: Callable[[], Job]) -> Job:
+        """`write`, tried again through a store outage for up to `settle_patience_s`."""
+        deadline = time.monotonic() + self.settle_patience_s
+        for failures in itertools.count(1):
+            try:
+                return write()
+            except AwsUnavailable as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                pause = retry_delay(failures, _SETTLE_BACKOFF_S, _SETTLE_BACKOFF_CAP_S)
+                log.warning(
+                    "job %s attempt %d: end not recorded (%s); again in %.1f s",
+                    self.job_id,
+                    self.attempt,
+                    exc,
+                    pause,
+                )
+                time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        raise AssertionError("unreachable")
 
     def run(self) -> Outcome:
         """Begin, invoke and settle, in this thread (the queue lanes' path)."""

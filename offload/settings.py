@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     queue_visibility_timeout_s: int = Field(default=60, ge=3, le=43200)
     # How long a worker's processes may take to load their models before it gives up.
     worker_warmup_timeout_s: float = Field(default=600.0, gt=0)
+    # How long a worker keeps writing a finished attempt's end through a store outage (its
+    # heartbeat holds the lease meanwhile) before it lets the job be taken over.
+    worker_settle_patience_s: float = Field(default=120.0, ge=0)
     # Long-poll time of a worker's SQS receive.
     worker_wait_time_s: int = Field(default=10, ge=0, le=20)
 

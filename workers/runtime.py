@@ -48,7 +48,14 @@ class Runtime:
     ) -> Outcome:
         settings = self.store.settings
         outcome = Attempt(
-            self.store, spec, job_id, attempt, payload, owner=owner, lease_s=settings.lease_s
+            self.store,
+            spec,
+            job_id,
+            attempt,
+            payload,
+            owner=owner,
+            lease_s=settings.lease_s,
+            settle_patience_s=settings.worker_settle_patience_s,
         ).run()
         self.settle(spec, job_id, payload, attempt, outcome)
         return outcome

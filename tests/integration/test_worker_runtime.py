@@ -155,3 +155,56 @@ def test_a_retry_due_after_sqs_s_longest_delay_is_sent_again_in_steps(
     )["Attributes"]
     assert attrs["ApproximateNumberOfMessagesDelayed"] == "1"  # sent again, 15 minutes nearer
     assert runtime.store.get(job_id).status is JobStatus.RETRY
+
+
+def outage_then_back(
+    monkeypatch: pytest.MonkeyPatch, store: JobStore, method: str, failures: int
+) -> list[float]:
+    """`store.<method>` fails `failures` times as a store outage, then works; the pauses
+    between tries are recorded instead of slept."""
+    from offload import execution
+    from offload.errors import AwsUnavailable
+
+    real = getattr(store, method)
+    left = [failures]
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if left[0]:
+            left[0] -= 1
+            raise AwsUnavailable("DynamoDB", "503")
+        return real(*args, **kwargs)
+
+    pauses: list[float] = []
+    monkeypatch.setattr(store, method, flaky)
+    monkeypatch.setattr(execution.time, "sleep", pauses.append)  # type: ignore[attr-defined]
+    return pauses
+
+
+@pytest.mark.parametrize(("task", "method"), [("t.ok", "succeed"), ("t.boom", "retry")])
+def test_a_finished_attempt_is_recorded_through_a_store_outage(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, task: str, method: str
+) -> None:
+    job_id = pending(runtime.store, task, {"n": 2})
+    pauses = outage_then_back(monkeypatch, runtime.store, method, failures=3)
+    outcome = runtime.execute(catalog.get(task), job_id, {"n": 2}, 1, "w/1")
+    assert outcome.status is (JobStatus.SUCCESS if task == "t.ok" else JobStatus.RETRY)
+    assert runtime.store.get(job_id).status is outcome.status
+    assert calls == [(job_id, 1)]  # the body ran once; only its end was written again
+    assert len(pauses) == 3 and all(0 <= p <= 10 for p in pauses)
+
+
+def test_past_its_patience_an_outage_leaves_the_message(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from offload.errors import AwsUnavailable
+
+    monkeypatch.setattr(
+        runtime.store,
+        "settings",
+        runtime.store.settings.model_copy(update={"worker_settle_patience_s": 0.0}),
+    )
+    job_id = pending(runtime.store, "t.ok", {"n": 2})
+    outage_then_back(monkeypatch, runtime.store, "succeed", failures=1)
+    with pytest.raises(AwsUnavailable):
+        runtime.execute(catalog.get("t.ok"), job_id, {"n": 2}, 1, "w/1")
+    assert runtime.store.get(job_id).status is JobStatus.STARTED  # its lease lapses, then
