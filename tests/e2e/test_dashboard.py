@@ -1,10 +1,12 @@
 """The dashboard in a real browser (Debian's chromium, headless, driven by Playwright) against
-the running local system: submit a job and watch it succeed, replay a dead letter, cancel a
-running job. The last screenshot is kept in docs/ (docs/dashboard.png)."""
+the running local system: the live workers of each lane, submit a job and watch it succeed,
+replay a dead letter, find a running job on its worker and cancel it. The last screenshot is
+kept in docs/ (docs/dashboard.png)."""
 
 from __future__ import annotations
 
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,9 +49,21 @@ def job_row(page: Any, job_id: str) -> Any:
     return page.locator(f'#jobs tbody tr[data-job-id="{job_id}"]')
 
 
+def worker_row(page: Any, lane: str) -> Any:
+    """A live worker's row (other tests of the session may have started more, or killed some)."""
+    return page.locator(f'#workers tbody tr[data-lane="{lane}"][data-state="live"]').first
+
+
 def test_submit_watch_replay_and_cancel_from_the_dashboard(
-    page: Any, api: httpx.Client, wait_for: Callable[..., dict[str, Any]]
+    page: Any, api: httpx.Client, wait_for: Callable[..., dict[str, Any]], system: LocalSystem
 ) -> None:
+    # The system's workers, one per lane, live: beating from this machine.
+    for lane in system.lanes:
+        worker_row(page, lane).wait_for()
+        worker_id = worker_row(page, lane).get_attribute("data-worker-id")
+        assert worker_id.startswith(f"{socket.gethostname()}/"), worker_id
+        assert worker_row(page, lane).locator("td").nth(3).text_content().endswith(" s ago")
+
     # Submit through the form and watch the job reach SUCCESS, live in its detail.
     page.wait_for_selector('#submit-task option[value="diag.sleep"]', state="attached")
     page.select_option("#submit-task", "diag.sleep")
@@ -77,10 +91,13 @@ def test_submit_watch_replay_and_cancel_from_the_dashboard(
     replayed = wait_for(dead["job_id"], until=lambda job: len(job["history"]) == 1, timeout_s=60)
     assert replayed["history"][0]["error"]["message"].startswith("diag.shout was asked to fail")
 
-    # Cancel a running job from its detail.
+    # A running job shows on its worker (from the worker's next beat); from there, its detail,
+    # where it is cancelled.
     long = submit(api, "diag.sleep", {"seconds": 60})
     wait_for(long["job_id"], until=lambda job: job["status"] == "STARTED", timeout_s=60)
-    job_row(page, long["job_id"]).click()
+    running = page.locator(f'#workers [data-running-job="{long["job_id"]}"]')
+    running.wait_for()  # within a beat: 20 s
+    running.click()
     page.wait_for_selector(f'#detail[data-job-id="{long["job_id"]}"]')
     page.click("#cancel")
     page.wait_for_selector('#detail-status[data-status="REVOKED"]')

@@ -42,4 +42,7 @@ def test_review_reads_the_local_stacks_alarms_queues_and_jobs(system: LocalSyste
     # Every alarm make dev provisioned from template.yaml is there.
     assert review["alarms_ok"] >= 14
     assert {q["lane"] for q in review["queues"]} == {"cpu", "gpu"}
+    # The system's worker of each lane beats into the workers table.
+    live = {lane["lane"]: lane["live"] for lane in review["workers"]}
+    assert live["cpu"] >= 1 and live["gpu"] >= 1, review["workers"]
     assert review["problems"] == []

@@ -1,5 +1,5 @@
 // The operator's page: jobs by status, a job's detail (live, over Server-Sent Events),
-// queue and dead-letter depths, replay and cancel. Plain JS against the same HTTP API as
+// queue and dead-letter depths, the workers of each lane, replay and cancel. Plain JS against the same HTTP API as
 // every client: nothing here the API does not already allow its caller.
 "use strict";
 
@@ -152,6 +152,82 @@ async function replayDeadLetters(lane, jobIds) {
     $("detail-message").textContent = `replay failed: ${error.message}`;
   }
   await Promise.all([refreshQueues(), refreshJobs(), showDeadLetters(lane)]);
+}
+
+// -- workers ----------------------------------------------------------------------------
+
+// Each lane's workers as their heartbeats recorded them (GET /workers): ages are measured
+// against the API's clock, not this browser's.
+async function refreshWorkers() {
+  const body = $("workers").querySelector("tbody");
+  let data;
+  try {
+    data = await api("GET", "/workers");
+  } catch (error) {
+    body.replaceChildren(row([`workers: ${error.message}`]));
+    return;
+  }
+  const checked = new Date(data.checked_at);
+  const since = (iso) => Math.max(0, (checked - new Date(iso)) / 1000);
+  const rows = [];
+  const summary = [];
+  for (const lane of data.lanes) {
+    const counts = [`${lane.live} live`];
+    if (lane.stopping) counts.push(`${lane.stopping} stopping`);
+    if (lane.silent) counts.push(`${lane.silent} silent`);
+    summary.push(`${lane.lane} ${counts.join(", ")}`);
+    if (!lane.workers.length) {
+      const tr = row([lane.lane, el("span", "no workers", "muted")]);
+      tr.dataset.lane = lane.lane;
+      rows.push(tr);
+    }
+    for (const worker of lane.workers) {
+      const tr = row([
+        lane.lane,
+        el("code", worker.worker_id),
+        stateBadge(worker.state),
+        `${age(since(worker.last_beat))} ago`,
+        age(since(worker.started_at)),
+        `${worker.jobs_running} of ${worker.concurrency ?? "?"}`,
+        runningJobs(worker),
+      ]);
+      tr.dataset.lane = lane.lane;
+      tr.dataset.workerId = worker.worker_id;
+      tr.dataset.state = worker.state;
+      tr.classList.toggle("silent", worker.state === "silent");
+      tr.title = worker.state === "silent"
+        ? `no beat for ${data.silent_after_beats} of its ${worker.beat_interval_s} s intervals: crashed, hung or cut off`
+        : `beats every ${worker.beat_interval_s} s on ${worker.node}`;
+      rows.push(tr);
+    }
+  }
+  body.replaceChildren(...rows);
+  $("workers-summary").textContent = summary.join(" · ");
+}
+
+function stateBadge(state) {
+  const badge = el("span", state, `state ${state}`);
+  badge.dataset.state = state;
+  return badge;
+}
+
+function runningJobs(worker) {
+  const cell = el("span");
+  for (const jobId of worker.jobs) {
+    const link = el("a", jobId.slice(0, 8));
+    link.href = "#";
+    link.title = jobId;
+    link.dataset.runningJob = jobId;
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      select(jobId);
+    });
+    cell.appendChild(link);
+  }
+  const unlisted = worker.jobs_running - worker.jobs.length;
+  if (unlisted > 0) cell.appendChild(el("span", `+${unlisted} more`, "muted"));
+  if (!worker.jobs_running) cell.appendChild(el("span", "idle", "muted"));
+  return cell;
 }
 
 // -- jobs -------------------------------------------------------------------------------
@@ -377,6 +453,7 @@ function start() {
 function refresh() {
   refreshJobs();
   refreshQueues();
+  refreshWorkers();
   if (state.deadLane) showDeadLetters(state.deadLane);
 }
 
