@@ -109,18 +109,29 @@ class WorkerRegistry:
 
     :param settings: names the table.
     :param client: a DynamoDB client; the process's cached one by default.
+    :param timeout_s: how long each attempt of a call may take, when shorter than the
+        settings' `aws_timeout_s`.
     """
 
-    def __init__(self, settings: Settings, client: DynamoDBClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: DynamoDBClient | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
         self.settings = settings
         self.table = settings.workers_table_name()
+        self.timeout_s = timeout_s
         self._client = client
 
     @property
     def client(self) -> DynamoDBClient:
         """The DynamoDB client, made on first use."""
         if self._client is None:
-            self._client = aws.dynamodb(self.settings)
+            settings = self.settings
+            if self.timeout_s is not None and self.timeout_s < settings.aws_timeout_s:
+                settings = settings.model_copy(update={"aws_timeout_s": self.timeout_s})
+            self._client = aws.dynamodb(settings)
         return self._client
 
     def beat(

@@ -60,7 +60,9 @@ class Heartbeat:
         self.pool = pool
         self.requests = requests
         self.store = JobStore(settings)
-        self.registry = registry or WorkerRegistry(settings)
+        # A beat's write waits a few seconds at most (2 s an attempt): a slow DynamoDB must
+        # not push back the next round of visibility extensions; the next beat writes again.
+        self.registry = registry or WorkerRegistry(settings, timeout_s=2.0)
         self.identity = identity or _identity_of(pool)
         # Job ids whose lease this worker renewed at least once, and the attempt renewed.
         self._held: dict[str, int] = {}

@@ -235,3 +235,12 @@ def wait_until(check: Callable[[], bool], timeout_s: float) -> None:
     while not check():
         assert time.monotonic() < deadline, "not within the time"
         time.sleep(0.05)
+
+
+def test_the_heartbeats_writes_wait_seconds_at_most(settings: Settings) -> None:
+    # Not the API's 5 s an attempt: a slow write must not delay the next extensions.
+    beat = Heartbeat(settings, None, lambda: [], identity=IDENTITY)
+    config: Any = beat.registry.client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (2.0, 2.0)
+    api: Any = WorkerRegistry(settings).client.meta.config
+    assert api.read_timeout == settings.aws_timeout_s
