@@ -52,7 +52,9 @@ def test_a_paraphrase_is_closer_than_an_unrelated_sentence(embedder: Embedder) -
 def test_the_same_text_gives_the_same_vector(embedder: Embedder) -> None:
     first, second = embedder(["Deterministic, please.", "Deterministic, please."])
     assert first == second
-    assert embedder(["Deterministic, please."])[0] == first
+    # A batch of another size may take another BLAS kernel: equal to rounding, not bitwise
+    # (seen here while the machine was busy: one component off by 1e-7).
+    assert embedder(["Deterministic, please."])[0] == pytest.approx(first, abs=1e-6)
 
 
 def test_the_task_reports_model_and_dimension(embedder: Embedder) -> None:
