@@ -48,6 +48,18 @@ def _parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="the whole system on a local AWS (moto), until Ctrl-C")
     dev.add_argument("--aws-port", type=int, default=settings.local_aws_port)
     dev.add_argument("--api-port", type=int, default=settings.api_port)
+    dev.add_argument(
+        "--aws-endpoint",
+        metavar="URL",
+        help="an AWS endpoint already running (moto, LocalStack) to provision and use "
+        "instead of starting a moto server",
+    )
+    dev.add_argument(
+        "--faults",
+        metavar="PLAN",
+        help="put a fault proxy between the processes and the local AWS, e.g. "
+        "'seed=7;sqs=refuse:0.03,drop:0.03,slow:0.03;*=slow:0.01' ('none': the proxy only)",
+    )
     dev.set_defaults(run=_dev)
 
     api = sub.add_parser("api", help="serve the API with uvicorn")
@@ -166,8 +178,14 @@ def _dlq_replay(args: argparse.Namespace) -> int:
 
 def _dev(args: argparse.Namespace) -> int:
     from infra import dev
+    from infra.fault_plan import FaultPlan, FaultSpecError
 
-    return dev.run(args.aws_port, args.api_port)
+    try:
+        faults = None if args.faults is None else FaultPlan.parse(args.faults)
+    except FaultSpecError as exc:
+        print(f"offload dev: {exc}", file=sys.stderr)
+        return 2
+    return dev.run(args.aws_port, args.api_port, aws_endpoint=args.aws_endpoint, faults=faults)
 
 
 def _api(args: argparse.Namespace) -> int:

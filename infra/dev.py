@@ -1,8 +1,9 @@
-"""The whole system on this machine: a moto server as the local AWS, provisioned from
-`template.yaml`, the API under uvicorn and one Celery worker per queue lane.
+"""The whole system on this machine: a moto server as the local AWS (or an AWS endpoint
+already running), provisioned from `template.yaml`, the API under uvicorn and one Celery
+worker per queue lane; optionally a fault proxy between them and the local AWS.
 
-`offload dev` runs it in the foreground; the end-to-end tests start the same `LocalSystem`
-on free ports.
+`offload dev` runs it in the foreground, restarting workers that die; the end-to-end tests
+start the same `LocalSystem` on free ports.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import tasks
+from infra.fault_proxy import FaultPlan, FaultProxy
 from infra.llm_local import LocalLlm, tgi_answer
 from infra.local_events import LocalEvents
 from infra.local_stack import Clients, provision, wait_for_endpoint
@@ -49,6 +53,10 @@ class ProcessDied(RuntimeError):
     """A process of the local system exited while it should be serving."""
 
 
+class RestartLimit(ProcessDied):
+    """A lane's workers keep dying: restarting another would only spin."""
+
+
 @dataclass
 class Child:
     """A started process and where its output goes."""
@@ -56,13 +64,26 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path | None
+    lane: QueueLane | None = None  # a worker's
+    # Its latest lines, when it prints to this terminal (relayed, so they can be quoted).
+    recent: deque[str] = field(default_factory=lambda: deque(maxlen=50))
+    relay: threading.Thread | None = None
 
     def output(self, tail: int | None = 8000) -> str:
-        """What it printed (when it prints to a file): the last `tail` characters, or all."""
-        if self.log_path is None or not self.log_path.exists():
+        """What it printed: the last `tail` characters, or all (of its file, when it has one;
+        its latest lines otherwise)."""
+        if self.log_path is None:
+            text = "".join(self.recent)
+        elif self.log_path.exists():
+            text = self.log_path.read_text(errors="replace")
+        else:
             return ""
-        text = self.log_path.read_text(errors="replace")
         return text if tail is None else text[-tail:]
+
+    def last_line(self) -> str:
+        """The last line it printed that is not blank, cut to 300 characters."""
+        lines = [line.strip() for line in self.output(tail=8000).splitlines()]
+        return next((line[:300] for line in reversed(lines) if line), "")
 
 
 @dataclass
@@ -76,6 +97,13 @@ class LocalSystem:
     :param aws_log: where the moto server writes (it logs every SQS poll); None: as the rest.
     :param visibility_timeout_s: the queues' visibility timeout, when not the template's
         (fault tests shorten it to see redeliveries in seconds).
+    :param faults: put a fault proxy (`system.proxy`) between the local AWS and every
+        process of the system (API, workers, local event sources), faulting by this plan;
+        provisioning and `aws_url` (the tests' own checks) stay direct.
+    :param aws_endpoint: an AWS endpoint already running (another moto, LocalStack) to
+        provision and use instead of starting a moto server; never stopped here.
+    :param restart_limit: at most this many restarts of one lane's workers within
+        `restart_window_s` (`restart_dead_workers`).
     """
 
     aws_port: int = 5000
@@ -86,8 +114,15 @@ class LocalSystem:
     aws_log: Path | None = None
     visibility_timeout_s: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    faults: FaultPlan | None = None
+    aws_endpoint: str | None = None
+    restart_limit: int = 5
+    restart_window_s: float = 60.0
     children: list[Child] = field(default_factory=list)
     _workers_started: int = field(default=0, init=False)
+    _restarts: dict[str, list[float]] = field(default_factory=dict, init=False)
+    # Between the local AWS and the system's processes, when `faults` is set.
+    proxy: FaultProxy | None = field(default=None, init=False)
     # The local stand-in for a generation endpoint, unless OFFLOAD_LLM_BASE_URL names one.
     llm: LocalLlm | None = field(default=None, init=False)
     # SageMaker's notifications, the completions event source and the sweep's schedule.
@@ -95,18 +130,24 @@ class LocalSystem:
 
     @property
     def aws_url(self) -> str:
-        """The local AWS endpoint."""
-        return f"http://{self.host}:{self.aws_port}"
+        """The local AWS endpoint itself (past the fault proxy, if any)."""
+        return (self.aws_endpoint or f"http://{self.host}:{self.aws_port}").rstrip("/")
+
+    @property
+    def processes_aws_url(self) -> str:
+        """The endpoint the system's processes use: the fault proxy's, when there is one."""
+        return self.proxy.url if self.proxy is not None else self.aws_url
 
     @property
     def api_url(self) -> str:
         """The API's base URL."""
         return f"http://{self.host}:{self.api_port}"
 
-    def settings(self) -> Settings:
-        """The settings every process of this system runs with."""
+    def settings(self, proxied: bool = False) -> Settings:
+        """The settings of this system: reaching the local AWS directly, or as its processes
+        do (`proxied`: through the fault proxy, when there is one)."""
         settings = Settings(
-            aws_endpoint_url=self.aws_url,
+            aws_endpoint_url=self.processes_aws_url if proxied else self.aws_url,
             api_host=self.host,
             api_port=self.api_port,
             webhook_allowed_networks=LOCAL_WEBHOOK_NETWORKS,
@@ -124,7 +165,7 @@ class LocalSystem:
         if self.llm is not None:
             env["OFFLOAD_LLM_BASE_URL"] = self.llm.base_url
         env.update(
-            OFFLOAD_AWS_ENDPOINT_URL=self.aws_url,
+            OFFLOAD_AWS_ENDPOINT_URL=self.processes_aws_url,
             OFFLOAD_API_HOST=self.host,
             OFFLOAD_API_PORT=str(self.api_port),
             OFFLOAD_WEBHOOK_ALLOWED_NETWORKS=LOCAL_WEBHOOK_NETWORKS,
@@ -155,16 +196,27 @@ class LocalSystem:
         try:
             if "OFFLOAD_LLM_BASE_URL" not in self.extra_env:
                 self.llm = LocalLlm().start()
-            self._spawn(
-                "aws",
-                [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.aws_port)],
-            )
+            if self.aws_endpoint is None:
+                self._spawn(
+                    "aws",
+                    [
+                        sys.executable,
+                        "-m",
+                        "moto.server",
+                        "-H",
+                        self.host,
+                        "-p",
+                        str(self.aws_port),
+                    ],
+                )
             wait_for_endpoint(self.aws_url, timeout_s)
             stack = provision(self.settings())
             if self.visibility_timeout_s is not None:
                 _set_visibility(self.settings(), stack.queues.values(), self.visibility_timeout_s)
+            if self.faults is not None:
+                self.proxy = FaultProxy(self.aws_url, self.faults).start()
             self.events = LocalEvents(
-                self.settings(), tasks.catalog(), models={llm.ENDPOINT: tgi_answer}
+                self.settings(proxied=True), tasks.catalog(), models={llm.ENDPOINT: tgi_answer}
             ).start()
             self._spawn(
                 "api",
@@ -189,10 +241,43 @@ class LocalSystem:
     def start_worker(self, lane: QueueLane) -> Child:
         """Start one more worker on `lane`."""
         self._workers_started += 1
-        return self._spawn(
+        child = self._spawn(
             f"worker-{lane}-{self._workers_started}",
             [sys.executable, "-m", "infra.cli", "worker", "--lane", lane],
         )
+        child.lane = lane
+        return child
+
+    def restart_dead_workers(self) -> list[str]:
+        """Start a new worker in the place of each that has exited; one line for each.
+
+        Raises `RestartLimit` instead when its lane has already restarted `restart_limit`
+        times within `restart_window_s`: a worker that cannot start must not spin.
+        """
+        lines = []
+        for child in self.workers():
+            code = child.process.poll()
+            if code is None or child.lane is None:
+                continue
+            self.children.remove(child)
+            signal_group(child.process, signal.SIGKILL)  # its pool's processes too
+            if child.relay is not None:  # its last words, once the pipe has no writer left
+                child.relay.join(timeout=2)
+            said = f"{child.name} {_exit_reason(code)}"
+            if last := child.last_line():
+                said += f" (last line: {last})"
+            now = time.monotonic()
+            recent = [
+                t for t in self._restarts.get(child.lane, []) if now - t < self.restart_window_s
+            ]
+            if len(recent) >= self.restart_limit:
+                raise RestartLimit(
+                    f"{said}; the {child.lane} lane restarted {len(recent)} times within "
+                    f"{self.restart_window_s:g} s already: not again"
+                )
+            self._restarts[child.lane] = [*recent, now]
+            lines.append(f"{said}; started {self.start_worker(child.lane).name} in its place")
+        return lines
 
     def workers(self) -> list[Child]:
         """The running workers."""
@@ -214,9 +299,12 @@ class LocalSystem:
                     raise TimeoutError(f"{child.name} not ready:\n{child.output()}")
                 time.sleep(0.2)
 
-    def check_alive(self) -> None:
-        """Raise `ProcessDied` (with its output) if any child has exited."""
+    def check_alive(self, workers: bool = True) -> None:
+        """Raise `ProcessDied` (with its output) if any child (but workers, unless
+        `workers`) has exited."""
         for child in self.children:
+            if child.lane is not None and not workers:
+                continue
             code = child.process.poll()
             if code is not None:
                 raise ProcessDied(f"{child.name} exited with {code}\n{child.output()}")
@@ -241,9 +329,12 @@ class LocalSystem:
             # Celery's pool children share the group: make sure none outlives its parent.
             signal_group(child.process, signal.SIGKILL)
         self.children.clear()
+        if self.proxy is not None:  # last: the processes' final requests still cross it
+            self.proxy.stop()
+            self.proxy = None
 
     def _spawn(self, name: str, argv: list[str]) -> Child:
-        out: IO[bytes] | int | None = None
+        out: IO[bytes] | int
         log_path = None
         if name == "aws" and self.aws_log is not None:
             log_path = self.aws_log
@@ -252,18 +343,25 @@ class LocalSystem:
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             out = log_path.open("ab")
+        else:
+            out = subprocess.PIPE  # relayed to this terminal, its last lines kept
         process = subprocess.Popen(
             argv,
             cwd=ROOT,
             env=self.env(),
             stdout=out,
-            stderr=subprocess.STDOUT if out else None,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        if out is not None and not isinstance(out, int):
+        if not isinstance(out, int):
             out.close()  # the child holds its own descriptor
         child = Child(name, process, log_path)
+        if process.stdout is not None:
+            child.relay = threading.Thread(
+                target=_relay, args=(child, process.stdout), name=f"relay-{name}", daemon=True
+            )
+            child.relay.start()
         self.children.append(child)
         return child
 
@@ -280,6 +378,29 @@ class LocalSystem:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not answer within {timeout_s:g} s")
             time.sleep(0.2)
+
+
+_printing = threading.Lock()
+
+
+def _relay(child: Child, stream: IO[bytes]) -> None:
+    """Copy a child's output to this process's stdout line by line, keeping the latest."""
+    with stream:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode(errors="replace")
+            child.recent.append(line)
+            with _printing, contextlib.suppress(OSError, ValueError):  # stdout closed: keep on
+                sys.stdout.write(line)
+                sys.stdout.flush()
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 def _set_visibility(settings: Settings, queue_urls: Iterable[str], seconds: int) -> None:
@@ -299,11 +420,22 @@ def signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         pass
 
 
-def run(aws_port: int, api_port: int) -> int:
-    """`offload dev`: start, print where to look, and stop everything on Ctrl-C or SIGTERM."""
-    aws_log = Path(tempfile.mkdtemp(prefix="offload-dev-")) / "aws.log"
+def run(
+    aws_port: int,
+    api_port: int,
+    aws_endpoint: str | None = None,
+    faults: FaultPlan | None = None,
+) -> int:
+    """`offload dev`: start, print where to look, restart workers that die, and stop
+    everything on Ctrl-C or SIGTERM (or when another process dies: exit status 1)."""
+    aws_log = None if aws_endpoint else Path(tempfile.mkdtemp(prefix="offload-dev-")) / "aws.log"
     system = LocalSystem(
-        aws_port=aws_port, api_port=api_port, aws_log=aws_log, extra_env=passed_settings()
+        aws_port=aws_port,
+        api_port=api_port,
+        aws_log=aws_log,
+        extra_env=passed_settings(),
+        aws_endpoint=aws_endpoint,
+        faults=faults,
     )
     stopping = False
 
@@ -311,7 +443,10 @@ def run(aws_port: int, api_port: int) -> int:
         nonlocal stopping
         stopping = True
 
-    print(f"offload dev: starting the local AWS on {system.aws_url} ...", flush=True)
+    if aws_endpoint:
+        print(f"offload dev: provisioning the AWS endpoint at {system.aws_url} ...", flush=True)
+    else:
+        print(f"offload dev: starting the local AWS on {system.aws_url} ...", flush=True)
     # Until the handlers below are set, Ctrl-C interrupts start(), which stops what it began.
     signal.signal(signal.SIGTERM, _interrupt)
     system.start()
@@ -322,7 +457,9 @@ def run(aws_port: int, api_port: int) -> int:
     try:
         while not stopping:
             try:
-                system.check_alive()
+                for line in system.restart_dead_workers():
+                    print(f"offload dev: {line}", file=sys.stderr, flush=True)
+                system.check_alive(workers=False)
             except ProcessDied as exc:
                 print(f"offload dev: {exc}; stopping everything", file=sys.stderr, flush=True)
                 code = 1
@@ -392,13 +529,29 @@ def _webhook_hint(system: LocalSystem) -> str:
     )
 
 
+def _aws_hint(system: LocalSystem) -> str:
+    export = f"export OFFLOAD_AWS_ENDPOINT_URL={system.aws_url}"
+    if system.aws_endpoint:
+        hint = f"{system.aws_url}   (already running, not started or stopped here; {export})"
+    else:
+        hint = f"{system.aws_url}   (moto server; {export})"
+        hint += f"\n                 its request log: {system.aws_log}"
+    if system.proxy is not None:
+        url = system.proxy.url
+        hint += (
+            f"\n  fault proxy    {url}   (every process's AWS requests; {system.proxy.plan.spec()})"
+            f"\n                 counts: curl {url}/_faults/counts; "
+            f"change: curl -d 'seed=1;sqs=drop:0.1' {url}/_faults/plan"
+        )
+    return hint
+
+
 def _banner(system: LocalSystem) -> str:
     api = system.api_url
     return f"""
 offload is up.
   API            {api}   (OpenAPI docs: {api}/docs)
-  local AWS      {system.aws_url}   (moto server; export OFFLOAD_AWS_ENDPOINT_URL={system.aws_url})
-                 its request log: {system.aws_log}
+  local AWS      {_aws_hint(system)}
   workers        {", ".join(system.lanes)} (Celery on SQS)
   callers        {_auth_hint(system)}
   generation     {_llm_hint(system)}
@@ -410,5 +563,6 @@ Try:
   .venv/bin/offload submit diag.sleep '{{"seconds": 3}}' --wait
   .venv/bin/offload jobs list
 
-Ctrl-C stops every process started here.
+A worker that dies is restarted (at most {system.restart_limit} times a lane in \
+{system.restart_window_s:g} s). Ctrl-C stops every process started here.
 """
