@@ -99,9 +99,11 @@ class FaultProxy:
 
     @property
     def plan(self) -> FaultPlan:
+        """The plan it faults by now."""
         return self._plan
 
     def start(self) -> FaultProxy:
+        """Serve, in a daemon thread."""
         self._thread.start()
         return self
 
