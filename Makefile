@@ -48,9 +48,13 @@ $(CHROMIUM):
 test: $(STAMP) validate $(CHROMIUM)
 	$(BIN)/pytest
 
-# The fault suite at larger counts (minutes): 10 worker kills, a burst of 1000 jobs.
+# The fault suites at larger counts (minutes): 10 worker kills, a burst of 1000 jobs; then
+# 500 jobs through a flaky AWS (8% of every service's requests refused, 8% dropped after
+# being done, 8% slowed) with 10 worker kills on top (RELIABILITY.md).
 soak: $(STAMP)
 	OFFLOAD_SOAK_KILLS=10 OFFLOAD_SOAK_BURST=1000 $(BIN)/pytest tests/e2e/test_faults.py
+	OFFLOAD_FLAKY_JOBS=500 OFFLOAD_FLAKY_RATE=0.08 OFFLOAD_FLAKY_KILLS=10 OFFLOAD_FLAKY_SECONDS=1 \
+	  $(BIN)/pytest -s tests/e2e/test_flaky_aws.py
 
 # The API function's deployment package for template.yaml's runtime: build/api/ (its
 # CodeUri) and build/api.zip, checked against Lambda's size limits.
