@@ -73,7 +73,9 @@ def run_batch(
             delivery.payload,
             owner=owner,
             lease_s=lease_s,
-            settle_patience_s=store.settings.worker_settle_patience_s,
+            # None: a batch settles its jobs one after another within one time limit, so
+            # waiting out an outage per job could outlast it (RELIABILITY.md, known limits).
+            settle_patience_s=0.0,
         )
         try:
             claimed = attempt.begin()

@@ -36,7 +36,7 @@ from offload.job import Job, JobError, JobStatus, utcnow
 from offload.leases import Claim, Verdict, claim
 from offload.logs import log_context
 from offload.settings import Settings
-from offload.store import JobStore
+from offload.store import JobStore, new_token
 from offload.waiting import park, wake, wake_parent
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,9 @@ class Attempt:
         """Record SUCCESS."""
         with self.logged():
             try:
-                job = self._settling(lambda: self.store.succeed(self.job_id, self.attempt, result))
+                job = self._settling(
+                    lambda token: self.store.succeed(self.job_id, self.attempt, result, token=token)
+                )
             except JobStateConflict as exc:
                 log.warning(
                     "result of job %s attempt %d refused: %s", self.job_id, self.attempt, exc
@@ -317,25 +319,36 @@ class Attempt:
         try:
             if not retryable:
                 self._ended(
-                    self._settling(lambda: self.store.fail(self.job_id, self.attempt, error))
+                    self._settling(
+                        lambda token: self.store.fail(self.job_id, self.attempt, error, token=token)
+                    )
                 )
                 return Outcome(JobStatus.FAILURE, attempt=self.attempt, error=error)
             delay = retry_delay(self.attempt, self.spec.backoff_s, self.spec.backoff_max_s)
             if max_delay_s is not None:
                 delay = min(delay, max_delay_s)
             due = utcnow() + timedelta(seconds=delay)
-            self._settling(lambda: self.store.retry(self.job_id, self.attempt, error, due))
+            self._settling(
+                lambda token: self.store.retry(self.job_id, self.attempt, error, due, token=token)
+            )
             return Outcome(JobStatus.RETRY, retry_in_s=delay, attempt=self.attempt, error=error)
         except JobStateConflict as conflict:
             log.warning("failure of job %s not recorded: %s", self.job_id, conflict)
             return Outcome(None)
 
-    def _settling(self, write: Callable[[], Job]) -> Job:
-        """`write`, tried again through a store outage for up to `settle_patience_s`."""
-        deadline = time.monotonic() + self.settle_patience_s
+    def _settling(self, write: Callable[[str], Job]) -> Job:
+        """`write(token)`, tried again through a store outage for up to `settle_patience_s`
+        and within the task's time limit; every try is the same change (one write token),
+        so a try that landed unanswered is not taken for another writer's move."""
+        now = time.monotonic()
+        # Stop a second before the soft time limit: sleeping into it would fail an attempt
+        # whose body finished.
+        left = self.spec.timeout_s - (now - (self._started or now)) - 1.0
+        deadline = now + max(0.0, min(self.settle_patience_s, left))
+        token = new_token()
         for failures in itertools.count(1):
             try:
-                return write()
+                return write(token)
             except AwsUnavailable as exc:
                 if time.monotonic() >= deadline:
                     raise

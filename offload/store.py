@@ -5,6 +5,7 @@ Each write also stores a fresh `write_token`. botocore retries a write whose ans
 (a dropped connection, a timeout after DynamoDB did it); the retry then fails its own
 condition. When the item that failed it carries this write's token, the write had landed:
 it counts as done, not as a conflict (else a worker would take its own claim for another's).
+A caller that tries one change again itself (through an outage) passes the same `token`.
 """
 
 from __future__ import annotations
@@ -221,7 +222,7 @@ class JobStore:
         """Store a new PENDING job; `JobAlreadyExists` when its id is taken."""
         item = items.to_item(job)
         item["expires_at"] = {"N": str(self._expiry(job.created_at))}
-        token = item[WRITE_TOKEN] = {"S": uuid.uuid4().hex}
+        token = item[WRITE_TOKEN] = {"S": new_token()}
         try:
             with aws.unavailable_as("DynamoDB"):
                 self.client.put_item(
@@ -265,12 +266,13 @@ class JobStore:
             update="SET progress = :progress, updated_at = :now",
         )
 
-    def succeed(self, job_id: str, attempt: int, result: Any) -> Job:
+    def succeed(self, job_id: str, attempt: int, result: Any, *, token: str | None = None) -> Job:
         """Finish the running attempt with its result."""
         now = utcnow()
         return self.move(
             job_id,
             JobStatus.SUCCESS,
+            token=token,
             attempts=attempt,
             sets={"result": {"S": json.dumps(result)}, "finished_at": items.timestamp(now)},
             removes=("error",),
@@ -278,11 +280,20 @@ class JobStore:
             terminal=True,
         )
 
-    def retry(self, job_id: str, attempt: int, error: JobError, next_attempt_at: datetime) -> Job:
+    def retry(
+        self,
+        job_id: str,
+        attempt: int,
+        error: JobError,
+        next_attempt_at: datetime,
+        *,
+        token: str | None = None,
+    ) -> Job:
         """Record a failed attempt that will be tried again at `next_attempt_at`."""
         return self.move(
             job_id,
             JobStatus.RETRY,
+            token=token,
             attempts=attempt,
             sets={
                 "error": {"S": error.model_dump_json()},
@@ -291,13 +302,20 @@ class JobStore:
         )
 
     def fail(
-        self, job_id: str, attempt: int, error: JobError, *, lease_seen: datetime | None = None
+        self,
+        job_id: str,
+        attempt: int,
+        error: JobError,
+        *,
+        lease_seen: datetime | None = None,
+        token: str | None = None,
     ) -> Job:
         """Finish the job as FAILURE with the error of its last attempt."""
         now = utcnow()
         return self.move(
             job_id,
             JobStatus.FAILURE,
+            token=token,
             attempts=attempt,
             lease_seen=lease_seen,
             sets={"error": {"S": error.model_dump_json()}, "finished_at": items.timestamp(now)},
@@ -325,6 +343,7 @@ class JobStore:
         now: datetime | None = None,
         terminal: bool = False,
         lease_owner: str | None = None,
+        token: str | None = None,
     ) -> Job:
         """Move to `target` from one of `sources` (default: any status DESIGN.md allows),
         only while the job has made `attempts` attempts (None: any number), its lease is the
@@ -380,6 +399,7 @@ class JobStore:
             values=values,
             names=names,
             update=update,
+            token=token,
         )
         assert item is not None
         return items.from_item(item)
@@ -394,16 +414,17 @@ class JobStore:
         names: dict[str, str] | None = None,
         update: str | None = None,
         delete: bool = False,
+        token: str | None = None,
     ) -> dict[str, AttributeValueTypeDef] | None:
         names = {"#status": "status", **(names or {})}
         key: dict[str, AttributeValueTypeDef] = {"job_id": {"S": job_id}}
-        token: AttributeValueTypeDef = {"S": uuid.uuid4().hex}
+        written: AttributeValueTypeDef = {"S": token or new_token()}
         if update is not None:
-            if not update.startswith("SET "):
-                raise ValueError(f"an update starts with SET: {update!r}")
             names["#wt"] = WRITE_TOKEN
-            values = {**values, ":wt": token}
-            update = f"SET #wt = :wt, {update.removeprefix('SET ')}"
+            values = {**values, ":wt": written}
+            sets = update.removeprefix("SET ")
+            # One SET clause per expression: the token joins the caller's, or starts one.
+            update = f"SET #wt = :wt, {sets}" if sets != update else f"SET #wt = :wt {update}"
         try:
             with aws.unavailable_as("DynamoDB"):
                 if delete:
@@ -429,7 +450,7 @@ class JobStore:
                 return dict(out["Attributes"])
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             old = getattr(exc, "response", {}).get("Item")
-            if update is not None and old and _landed(exc, token):
+            if update is not None and old and _landed(exc, written):
                 return dict(old)  # this write's own retry: the item is as it left it
             raise JobStateConflict(job_id, wanted, items.from_item(old) if old else None) from None
 
@@ -438,3 +459,8 @@ def _landed(exc: BaseException, token: AttributeValueTypeDef) -> bool:
     """Whether the item that failed a write's condition is the one that write left."""
     old = getattr(exc, "response", {}).get("Item") or {}
     return bool(old.get(WRITE_TOKEN) == token)
+
+
+def new_token() -> str:
+    """A write token: one per change a caller means to make, however often it is sent."""
+    return uuid.uuid4().hex

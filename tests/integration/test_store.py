@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -72,7 +71,7 @@ def answer_lost(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every write carries the same token, as botocore's retry of a write carries its own:
     the second of two identical writes is that retry, after DynamoDB did the first but its
     answer was lost (a dropped connection, a read timeout)."""
-    monkeypatch.setattr(store_module.uuid, "uuid4", lambda: uuid.UUID(int=7))
+    monkeypatch.setattr(store_module, "new_token", lambda: "7" * 32)
 
 
 @pytest.mark.usefixtures("answer_lost")
@@ -227,3 +226,18 @@ def test_the_indexes_spread_each_lane_over_shards(store: JobStore) -> None:
     oldest_first = store.in_flight("cpu", utcnow() + timedelta(seconds=5), limit=30)
     assert [j.job_id for j in oldest_first] == [j.job_id for j in created]
     assert len(store.in_flight("cpu", utcnow() + timedelta(seconds=5), limit=5)) == 5
+
+
+def test_a_write_without_a_set_clause_still_carries_its_token(store: JobStore) -> None:
+    job = new_job()
+    store.create(job)
+    start(store, job.job_id, 1)
+    store.report_progress(job.job_id, 1, Progress(percent=10, message="a tenth"))
+    item = store.write(
+        job.job_id,
+        "drop the progress",
+        condition="#status = :started",
+        values={":started": {"S": "STARTED"}},
+        update="REMOVE progress",
+    )
+    assert item is not None and "progress" not in item and "write_token" in item

@@ -158,10 +158,15 @@ def test_a_retry_due_after_sqs_s_longest_delay_is_sent_again_in_steps(
 
 
 def outage_then_back(
-    monkeypatch: pytest.MonkeyPatch, store: JobStore, method: str, failures: int
+    monkeypatch: pytest.MonkeyPatch,
+    store: JobStore,
+    method: str,
+    failures: int,
+    landed: bool = False,
 ) -> list[float]:
-    """`store.<method>` fails `failures` times as a store outage, then works; the pauses
-    between tries are recorded instead of slept."""
+    """`store.<method>` fails `failures` times as a store outage (`landed`: the write was
+    done each time, only its answer lost), then works; the pauses between tries are
+    recorded instead of slept."""
     from offload import execution
     from offload.errors import AwsUnavailable
 
@@ -171,6 +176,8 @@ def outage_then_back(
     def flaky(*args: Any, **kwargs: Any) -> Any:
         if left[0]:
             left[0] -= 1
+            if landed:
+                real(*args, **kwargs)
             raise AwsUnavailable("DynamoDB", "503")
         return real(*args, **kwargs)
 
@@ -180,17 +187,26 @@ def outage_then_back(
     return pauses
 
 
+@pytest.mark.parametrize("landed", [False, True], ids=["refused", "done-unanswered"])
 @pytest.mark.parametrize(("task", "method"), [("t.ok", "succeed"), ("t.boom", "retry")])
 def test_a_finished_attempt_is_recorded_through_a_store_outage(
-    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, task: str, method: str
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    drain: Callable[[str], list[str]],
+    task: str,
+    method: str,
+    landed: bool,
 ) -> None:
     job_id = pending(runtime.store, task, {"n": 2})
-    pauses = outage_then_back(monkeypatch, runtime.store, method, failures=3)
+    pauses = outage_then_back(monkeypatch, runtime.store, method, failures=3, landed=landed)
     outcome = runtime.execute(catalog.get(task), job_id, {"n": 2}, 1, "w/1")
     assert outcome.status is (JobStatus.SUCCESS if task == "t.ok" else JobStatus.RETRY)
     assert runtime.store.get(job_id).status is outcome.status
     assert calls == [(job_id, 1)]  # the body ran once; only its end was written again
     assert len(pauses) == 3 and all(0 <= p <= 10 for p in pauses)
+    lane = catalog.get(task).lane
+    # A RETRY is queued once its write is known, even when the first try had landed.
+    assert len(drain(lane)) == (1 if method == "retry" else 0)
 
 
 def test_past_its_patience_an_outage_leaves_the_message(
