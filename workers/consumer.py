@@ -19,7 +19,6 @@ from typing import Any
 from celery.worker.consumer import Consumer
 
 from offload.dlq import bury
-from offload.errors import AwsUnavailable
 from offload.settings import QueueLane, Settings, get_settings
 from offload.store import JobStore
 from offload.unrunnable import fail_unrunnable, unrunnable_error
@@ -64,8 +63,9 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
 
     def _bury(self, message: Any, why: str) -> bool:
         """Fail the message's job, move the message to its lane's DLQ and ack it, all with
-        the same reason; False when that is not possible (the message is then left to SQS,
-        and the next delivery tries again: both steps may be repeated safely)."""
+        the same reason. When AWS fails meanwhile the message is rejected, which on a queue
+        with a redrive policy keeps it: the next delivery tries again (both steps may be
+        repeated safely). False for a message not from an SQS queue of ours."""
         settings = _settings_of(self.app)
         info = getattr(message, "delivery_info", None) or {}
         raw = (info.get("sqs_message") or {}).get("Body")
@@ -75,19 +75,33 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
         job_id, task = _named_in(message, raw)
         error = unrunnable_error(task, lane, why)
         try:
+            job = None
             if job_id is not None:
                 owner = lease_owner(socket.gethostname(), os.getpid())
-                fail_unrunnable(JobStore(settings), job_id, error, owner)
-            bury(settings, lane, raw, error.message, job_id=job_id, task=task, error=error)
-        except AwsUnavailable as exc:
+                job = fail_unrunnable(JobStore(settings), job_id, error, owner)
+            if job is not None and (job.status.terminal or job.lease_owner) and job.error != error:
+                # A copy of a job that another worker runs, or that ended otherwise: its
+                # message is no dead letter.
+                log.info("dropped a copy of job %s's message: %s (%s)", job_id, why, job.status)
+            else:
+                bury(settings, lane, raw, error.message, job_id=job_id, task=task, error=error)
+                log.error("dead-lettered job %s's message: %s", job_id, error.message)
+        except Exception as exc:
+            # Celery's own handler would ack it: gone, and its job PENDING for good.
             log.warning("unrunnable message of job %s kept for later (%s)", job_id, exc)
-            return False
-        except Exception:
-            log.exception("could not dead-letter a message (%s); leaving it to SQS", why)
-            return False
-        log.error("dead-lettered job %s's message: %s", job_id, error.message)
+            _keep(message)
+            return True
         message.ack()
         return True
+
+
+def _keep(message: Any) -> None:
+    """Reject without requeue: kombu keeps the message on a queue with a redrive policy, and
+    it comes back after its visibility timeout (SQS dead-letters it after maxReceiveCount)."""
+    try:
+        message.reject(requeue=False)
+    except Exception:
+        log.exception("could not reject a message; it comes back after its visibility timeout")
 
 
 def _named_in(message: Any, raw: str) -> tuple[str | None, str | None]:
