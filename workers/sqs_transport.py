@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from kombu.asynchronous.aws.connection import AsyncHTTPSConnection
 from kombu.asynchronous.aws.sqs.connection import AsyncSQSConnection
 from kombu.transport import SQS
 from vine import ensure_promise, promise
@@ -58,9 +59,18 @@ class ReceiveFailed:
     reason: str
 
 
+# kombu's async requests time out after 20 s, as long as SQS's longest poll: a poll of
+# WaitTimeSeconds=20 would race its own timeout. Long enough for any poll and a slow answer.
+REQUEST_TIMEOUT_S = 35.0
+
+
 class TolerantSQSConnection(AsyncSQSConnection):
     """kombu's async SQS connection, whose list answers never raise: an error becomes a
     `ReceiveFailed` for the channel to handle."""
+
+    def get_http_connection(self) -> AsyncHTTPSConnection:
+        """An HTTP connection whose timeout outlasts the longest poll."""
+        return AsyncHTTPSConnection(http_client=self._httpclient, timeout=REQUEST_TIMEOUT_S)
 
     def _on_list_ready(self, parent: Any, markers: Any, operation: str, response: Any) -> Any:
         if response.status != self.STATUS_CODE_OK:

@@ -135,3 +135,8 @@ def test_an_ack_sqs_never_answered_is_left_to_sqs(
     channel.qos.append(message, "t1")
     channel.basic_ack("t1")  # logged, not raised: Celery would end the worker
     assert "t1" in channel.qos._dirty  # released: its prefetch slot is free again
+
+
+def test_a_long_poll_never_races_the_request_timeout(channel: Any) -> None:
+    connection = channel.asynsqs(queue="cpu").get_http_connection()
+    assert connection.timeout == sqs_transport.REQUEST_TIMEOUT_S > 20 + 10  # SQS's longest poll
