@@ -129,6 +129,12 @@ class Jobs:
             await asyncio.to_thread(self.store.create, job)
         except JobAlreadyExists:
             return await self._repeat(spec, job, idempotency_key)
+        except AwsUnavailable:
+            if idempotency_key is None:
+                # The put may have landed with its answer lost: a job no message will run,
+                # under an id the client never learns. (With a key, its retry sends it.)
+                await asyncio.shield(self._discard(job.job_id))
+            raise
         await self._dispatch(spec, job)
         self.quota.submitted(self.caller)
         metrics.count("JobsSubmitted", spec.name, spec.lane)
@@ -246,7 +252,10 @@ class Jobs:
     async def _discard(self, job_id: str) -> None:
         try:
             await asyncio.to_thread(self.store.discard_pending, job_id)
-        except (AwsUnavailable, JobStateConflict) as exc:
+        except JobStateConflict as exc:
+            if exc.current is not None:
+                log.error("job %s was not dispatched and could not be discarded: %s", job_id, exc)
+        except AwsUnavailable as exc:
             # Nothing more can be done now; the job's TTL removes it eventually.
             log.error("job %s was not dispatched and could not be discarded: %s", job_id, exc)
 

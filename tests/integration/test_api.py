@@ -283,6 +283,28 @@ def test_an_idempotent_retry_repairs_a_job_whose_send_and_discard_both_failed(
     assert celery_protocol.decode(body)["id"] == orphan["job_id"]
 
 
+def test_a_keyless_submit_whose_create_landed_unanswered_leaves_no_orphan(
+    settings: Settings, drain: Callable[[str], list[str]]
+) -> None:
+    from offload.errors import AwsUnavailable
+
+    app = create_app(settings)
+    offload = app.state.offload
+    real_create = offload.store.create
+
+    def landed_unanswered(job: Any) -> None:
+        real_create(job)  # DynamoDB did it; every answer was lost
+        raise AwsUnavailable("DynamoDB", "ConnectionClosedError")
+
+    offload.store.create = landed_unanswered
+    with TestClient(app) as client:
+        response = client.post("/jobs", json={"task": "diag.sleep", "payload": {"seconds": 1}})
+        assert response.status_code == 503
+        # Its id was never told: the client's retry makes another job, so this one is gone.
+        assert client.get("/jobs").json()["jobs"] == []
+    assert drain("cpu") == []
+
+
 def test_a_form_body_is_told_to_be_json(client: TestClient) -> None:
     # What `curl -d '{...}'` sends without -H 'content-type: application/json'.
     response = client.post(
