@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 _MAX_PEEKS = 20
 # How long replay hides a dead letter while it re-sends it.
 _REPLAY_HOLD_S = 30
+# The reason of a dead letter without ours: SQS's redrive moved it (maxReceiveCount).
+REDRIVEN = "redriven by SQS after too many receives"
 
 
 class DeadLetter(BaseModel):
@@ -48,6 +50,8 @@ class DeadLetter(BaseModel):
     error: JobError | None
     dead_at: str | None
     receive_count: int
+    # The attempt the message was to run, when it is a job's message.
+    attempt: int | None = None
 
 
 @dataclass
@@ -256,9 +260,8 @@ def _describe(message: MessageTypeDef) -> DeadLetter:
         name: value.get("StringValue", "")
         for name, value in message.get("MessageAttributes", {}).items()
     }
-    job_id, task = attrs.get("job_id"), attrs.get("task")
-    if job_id is None:
-        job_id, task = _job_of(message["Body"])
+    job_id, task, attempt = _job_of(message["Body"])
+    job_id, task = attrs.get("job_id", job_id), attrs.get("task", task)
     error = None
     if "error" in attrs:
         try:
@@ -274,20 +277,26 @@ def _describe(message: MessageTypeDef) -> DeadLetter:
         job_id=job_id,
         task=task,
         # Without our attribute, SQS's redrive moved it: received maxReceiveCount times.
-        reason=attrs.get("reason", "redriven by SQS after too many receives"),
+        reason=attrs.get("reason", REDRIVEN),
         error=error,
         dead_at=dead_at,
         receive_count=int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0)),
+        attempt=attempt,
     )
 
 
-def _job_of(body: str) -> tuple[str | None, str | None]:
-    """The job id and task of a Celery message body, if it is one."""
+def _job_of(body: str) -> tuple[str | None, str | None, int | None]:
+    """The job id, task and attempt of a Celery message body, if it is one."""
     try:
         decoded = celery_protocol.decode(body)
     except (ValueError, KeyError, TypeError, IndexError, binascii.Error):
-        return None, None
-    return str(decoded["id"]), str(decoded["task"])
+        return None, None, None
+    attempt = decoded["kwargs"].get("attempt") if isinstance(decoded["kwargs"], dict) else None
+    return (
+        str(decoded["id"]),
+        str(decoded["task"]),
+        attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None,
+    )
 
 
 def _text(value: str) -> MessageAttributeValueTypeDef:

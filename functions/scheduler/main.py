@@ -5,7 +5,9 @@
   topic policy changed, a queue purged, a function failing past its DLQ): it resolves the
   sagemaker jobs that waited too long from the objects SageMaker wrote;
 - it counts each queue lane's jobs stuck STARTED past their time limit (`offload.stuck`) as
-  the `StuckJobs` metric, zero included, which an alarm watches.
+  the `StuckJobs` metric, zero included, which an alarm watches;
+- it ends FAILURE the jobs whose message SQS dead-lettered by itself after too many
+  receives (`offload.redriven`): no worker is left to end them.
 
 `submit` is the target of the EventBridge Scheduler schedules declared on SchedulerFunction
 in template.yaml, the one place periodic jobs are declared. Each schedule's input names a
@@ -21,9 +23,11 @@ from typing import Any
 
 import tasks
 from offload import logs, metrics
+from offload.dlq import DeadLetters
 from offload.errors import OffloadError
 from offload.jobs import Jobs
-from offload.queues import QUEUE_LANES
+from offload.queues import QUEUE_LANES, QueuePublisher
+from offload.redriven import end_redriven
 from offload.sagemaker import SageMakerLane
 from offload.settings import Settings, get_settings
 from offload.store import JobStore
@@ -64,7 +68,22 @@ def run_sweep(store: JobStore, lane: SageMakerLane, settings: Settings) -> dict[
         metrics.lane_count("StuckJobs", queue_lane, len(found))
         for job in found[:10]:
             log.warning("job %s (%s) stuck STARTED since %s", job.job_id, job.task, job.started_at)
-    return {"sagemaker": lane.sweep(settings.sagemaker_sweep_after_s), "stuck": stuck}
+    return {
+        "sagemaker": lane.sweep(settings.sagemaker_sweep_after_s),
+        "stuck": stuck,
+        "redriven": _end_redriven(store, lane),
+    }
+
+
+def _end_redriven(store: JobStore, lane: SageMakerLane) -> dict[str, int]:
+    letters = DeadLetters(store, QueuePublisher(store.settings), lane.catalog)
+    ended: dict[str, int] = {}
+    for queue_lane in QUEUE_LANES:
+        try:
+            ended[queue_lane] = len(end_redriven(letters, queue_lane))
+        except Exception:
+            log.exception("sweep: redriven dead letters of the %s lane not looked at", queue_lane)
+    return ended
 
 
 def submit(event: dict[str, Any], context: Any) -> dict[str, Any]:
