@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from offload import Batch, JobContext, Payload, task
+from offload.errors import AwsUnavailable
 
 
 class Echo(BaseModel):
@@ -76,7 +77,7 @@ def sleep(payload: Sleep, ctx: JobContext) -> dict[str, float]:
     """Sleep on a cpu worker, reporting progress each second."""
     started = time.monotonic()
     if payload.mark:
-        ctx.put_artifact(f"marks/{ctx.attempt}-started", b"", "text/plain")
+        _mark(ctx, "started")
     whole = int(payload.seconds)
     for second in range(whole):
         if payload.report:
@@ -87,8 +88,24 @@ def sleep(payload: Sleep, ctx: JobContext) -> dict[str, float]:
     time.sleep(payload.seconds - whole)
     ctx.progress(100, "done")
     if payload.mark:
-        ctx.put_artifact(f"marks/{ctx.attempt}-finished", b"", "text/plain")
+        _mark(ctx, "finished")
     return {"slept_s": round(time.monotonic() - started, 3)}
+
+
+# Tries of a mark through an S3 outage: a finished body must not fail for want of its mark
+# (fault tests would count its next attempt as a second completion).
+_MARK_TRIES = 6
+
+
+def _mark(ctx: JobContext, what: str) -> None:
+    for pause_s in [0.2 * 2**n for n in range(_MARK_TRIES - 1)] + [None]:
+        try:
+            ctx.put_artifact(f"marks/{ctx.attempt}-{what}", b"", "text/plain")
+            return
+        except AwsUnavailable:
+            if pause_s is None:
+                raise
+            time.sleep(pause_s)
 
 
 class Blob(Payload):
