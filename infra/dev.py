@@ -116,6 +116,9 @@ class LocalSystem:
     extra_env: dict[str, str] = field(default_factory=dict)
     faults: FaultPlan | None = None
     aws_endpoint: str | None = None
+    # The account an endpoint already running names its queues with (LocalStack:
+    # 000000000000, moto: 123456789012), asked of its STS at start.
+    account_id: str | None = field(default=None, init=False)
     restart_limit: int = 5
     restart_window_s: float = 60.0
     children: list[Child] = field(default_factory=list)
@@ -157,6 +160,8 @@ class LocalSystem:
             settings = settings.model_copy(
                 update={"queue_visibility_timeout_s": self.visibility_timeout_s}
             )
+        if self.account_id:
+            settings = settings.model_copy(update={"aws_account_id": self.account_id})
         return settings
 
     def env(self) -> dict[str, str]:
@@ -176,6 +181,8 @@ class LocalSystem:
         )
         if self.visibility_timeout_s is not None:
             env["OFFLOAD_QUEUE_VISIBILITY_TIMEOUT_S"] = str(self.visibility_timeout_s)
+        if self.account_id:
+            env["OFFLOAD_AWS_ACCOUNT_ID"] = self.account_id
         env.update(self.extra_env)
         return env
 
@@ -210,6 +217,8 @@ class LocalSystem:
                     ],
                 )
             wait_for_endpoint(self.aws_url, timeout_s)
+            if self.aws_endpoint is not None:
+                self.account_id = account_of(self.aws_url)
             stack = provision(self.settings())
             if self.visibility_timeout_s is not None:
                 _set_visibility(self.settings(), stack.queues.values(), self.visibility_timeout_s)
@@ -410,6 +419,26 @@ def _set_visibility(settings: Settings, queue_urls: Iterable[str], seconds: int)
             client.set_queue_attributes(
                 QueueUrl=url, Attributes={"VisibilityTimeout": str(seconds)}
             )
+
+
+def account_of(endpoint: str) -> str | None:
+    """The account an AWS endpoint says its callers are in (STS GetCallerIdentity); None
+    when it will not say (then the local default is used)."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    sts = boto3.client(
+        "sts",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    try:
+        account = sts.get_caller_identity().get("Account")
+    except (BotoCoreError, ClientError):
+        return None
+    return account if isinstance(account, str) and account.isdigit() else None
 
 
 def signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

@@ -122,11 +122,13 @@ def test_dev_on_a_running_endpoint_through_the_proxy_restarts_a_killed_worker(
     the fault proxy, and a worker killed then replaced with one line saying so."""
     moto_port, api_port = free_port(), free_port()
     moto_url = f"http://127.0.0.1:{moto_port}"
+    # In LocalStack's account, not moto's default: `offload dev` must ask the endpoint.
     moto = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        env={**os.environ, "MOTO_ACCOUNT_ID": "000000000000"},
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("OFFLOAD_")}
     path = tmp_path / "dev.log"
