@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from infra.fault_plan import Fault, FaultPlan, FaultSpecError, Operation, Rates, identify
+from infra.request_body import read_body
 
 __all__ = ["FaultCounts", "FaultPlan", "FaultProxy", "FaultSpecError", "Rates"]
 
@@ -291,15 +292,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _body(self) -> bytes:
-        if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        chunks = []
-        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline()
-        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-            pass  # trailers
-        return b"".join(chunks)
+        return read_body(self)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the counts are the record."""

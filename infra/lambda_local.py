@@ -28,6 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from infra.request_body import read_body
+
 RUNTIME = "/2018-06-01/runtime"
 EXTENSION = "/2020-01-01/extension"
 ACCOUNT_ID = "123456789012"
@@ -704,15 +706,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _body(self) -> bytes:
-        if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        chunks = []
-        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline()
-        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-            pass  # trailers
-        return b"".join(chunks)
+        return read_body(self)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: one line per call would bury the function's own output."""
