@@ -40,7 +40,8 @@ class Sleep(Payload):
     mark: bool = Field(
         default=False,
         description="record each attempt's start and finish under the job's S3 prefix "
-        "(marks/<attempt>-started, marks/<attempt>-finished): how fault tests count runs",
+        "(marks/<attempt>-started, marks/<attempt>-finished, each holding the pid of the "
+        "worker whose pool ran it): how fault tests count runs",
     )
 
 
@@ -100,7 +101,9 @@ _MARK_TRIES = 6
 def _mark(ctx: JobContext, what: str) -> None:
     for pause_s in [0.2 * 2**n for n in range(_MARK_TRIES - 1)] + [None]:
         try:
-            ctx.put_artifact(f"marks/{ctx.attempt}-{what}", b"", "text/plain")
+            # The pool process's parent: the worker a fault test may have killed.
+            worker = str(os.getppid()).encode()
+            ctx.put_artifact(f"marks/{ctx.attempt}-{what}", worker, "text/plain")
             return
         except AwsUnavailable:
             if pause_s is None:
