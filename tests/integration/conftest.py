@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 from moto import mock_aws
+from moto.server import ThreadedMotoServer
 
 from infra.local_stack import Clients, provision
 from offload.settings import Settings
@@ -72,3 +74,15 @@ def retrieved(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(rag, "retrieve", counting)
     return calls
+
+
+@contextlib.contextmanager
+def moto_endpoint() -> Iterator[str]:
+    """A real moto server on a free local port, for tests that speak HTTP to it; its URL."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from moto import mock_aws
-from moto.server import ThreadedMotoServer
 
 from infra.local_stack import Clients, LocalStack, LocalStackError, provision, wait_for_endpoint
 from infra.template import load_template
 from offload.settings import QueueLane, Settings
 from offload.store import CALLER_INDEX, CALLER_INFLIGHT_INDEX, FAILED_INDEX, INFLIGHT_INDEX
+from tests.integration.conftest import moto_endpoint
 
 LANES: tuple[QueueLane, ...] = ("cpu", "gpu")
 
@@ -194,13 +194,8 @@ def test_wait_for_endpoint_times_out_when_nothing_listens() -> None:
 @pytest.fixture
 def moto_server() -> Iterator[str]:
     """A real moto server on a free local port; its endpoint URL."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_endpoint() as url:
+        yield url
 
 
 def test_provision_over_http_gives_the_queue_urls_settings_compute(moto_server: str) -> None:
