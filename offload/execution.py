@@ -135,6 +135,10 @@ class Attempt:
     # store outage. A worker waits (its heartbeat keeps the lease meanwhile): giving up would
     # leave a finished body's job STARTED, for another worker to run it again.
     settle_patience_s: float = 0.0
+    # Whether `owner` holds the job's lease while the attempt runs, so that its end is
+    # written only while it still does (attempt numbers start again at a replay; lease
+    # holders do not). A SageMaker notification settles an attempt nobody leases.
+    holds_lease: bool = True
     context: JobContext = field(init=False)
     # Known once claimed: the request that submitted the job, for the log lines.
     request_id: str | None = field(default=None, init=False)
@@ -149,6 +153,10 @@ class Attempt:
             settings=self.store.settings,
             store=self.store,
         )
+
+    @property
+    def _holder(self) -> str | None:
+        return self.owner if self.holds_lease else None
 
     def logged(self) -> AbstractContextManager[None]:
         """Within it, log lines carry this job's id (and its request's, once claimed).
@@ -204,7 +212,9 @@ class Attempt:
         with self.logged():
             try:
                 job = self._settling(
-                    lambda token: self.store.succeed(self.job_id, self.attempt, result, token=token)
+                    lambda token: self.store.succeed(
+                        self.job_id, self.attempt, result, token=token, lease_owner=self._holder
+                    )
                 )
             except JobStateConflict as exc:
                 log.warning(
@@ -320,7 +330,9 @@ class Attempt:
             if not retryable:
                 self._ended(
                     self._settling(
-                        lambda token: self.store.fail(self.job_id, self.attempt, error, token=token)
+                        lambda token: self.store.fail(
+                            self.job_id, self.attempt, error, token=token, lease_owner=self._holder
+                        )
                     )
                 )
                 return Outcome(JobStatus.FAILURE, attempt=self.attempt, error=error)
@@ -329,7 +341,9 @@ class Attempt:
                 delay = min(delay, max_delay_s)
             due = utcnow() + timedelta(seconds=delay)
             self._settling(
-                lambda token: self.store.retry(self.job_id, self.attempt, error, due, token=token)
+                lambda token: self.store.retry(
+                    self.job_id, self.attempt, error, due, token=token, lease_owner=self._holder
+                )
             )
             return Outcome(JobStatus.RETRY, retry_in_s=delay, attempt=self.attempt, error=error)
         except JobStateConflict as conflict:

@@ -211,7 +211,13 @@ class SageMakerLane:
             revoke_running(self.store, job.job_id, job.attempts)
             return "revoked"
         attempt = Attempt(
-            self.store, spec, job.job_id, job.attempts, job.payload, owner="sagemaker"
+            self.store,
+            spec,
+            job.job_id,
+            job.attempts,
+            job.payload,
+            owner="sagemaker",
+            holds_lease=False,
         )
         attempt.request_id, attempt.created_at = job.request_id, job.created_at
         if notification.status == "Completed":

@@ -266,13 +266,23 @@ class JobStore:
             update="SET progress = :progress, updated_at = :now",
         )
 
-    def succeed(self, job_id: str, attempt: int, result: Any, *, token: str | None = None) -> Job:
-        """Finish the running attempt with its result."""
+    def succeed(
+        self,
+        job_id: str,
+        attempt: int,
+        result: Any,
+        *,
+        token: str | None = None,
+        lease_owner: str | None = None,
+    ) -> Job:
+        """Finish the running attempt with its result (only while `lease_owner` holds it,
+        when given: attempt numbers start again at a replay, lease holders do not)."""
         now = utcnow()
         return self.move(
             job_id,
             JobStatus.SUCCESS,
             token=token,
+            lease_owner=lease_owner,
             attempts=attempt,
             sets={"result": {"S": json.dumps(result)}, "finished_at": items.timestamp(now)},
             removes=("error",),
@@ -288,12 +298,14 @@ class JobStore:
         next_attempt_at: datetime,
         *,
         token: str | None = None,
+        lease_owner: str | None = None,
     ) -> Job:
         """Record a failed attempt that will be tried again at `next_attempt_at`."""
         return self.move(
             job_id,
             JobStatus.RETRY,
             token=token,
+            lease_owner=lease_owner,
             attempts=attempt,
             sets={
                 "error": {"S": error.model_dump_json()},
@@ -309,6 +321,7 @@ class JobStore:
         *,
         lease_seen: datetime | None = None,
         token: str | None = None,
+        lease_owner: str | None = None,
     ) -> Job:
         """Finish the job as FAILURE with the error of its last attempt."""
         now = utcnow()
@@ -316,6 +329,7 @@ class JobStore:
             job_id,
             JobStatus.FAILURE,
             token=token,
+            lease_owner=lease_owner,
             attempts=attempt,
             lease_seen=lease_seen,
             sets={"error": {"S": error.model_dump_json()}, "finished_at": items.timestamp(now)},
