@@ -13,6 +13,7 @@ from moto.server import ThreadedMotoServer
 
 from infra.local_stack import Clients, provision
 from offload.settings import Settings
+from tests.integration.imds import FakeImds
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -86,3 +87,11 @@ def moto_endpoint() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture
+def imds() -> Iterator[FakeImds]:
+    """A local IMDSv2 whose `values` a test sets."""
+    fake = FakeImds()
+    yield fake
+    fake.close()

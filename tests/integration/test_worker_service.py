@@ -4,12 +4,11 @@ local IMDSv2 stand-in: a start is skipped only on an instance its group is termi
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
 from infra.template import load_template
-from tests.integration.test_lifecycle import FakeImds
+from tests.integration.imds import FakeImds
 
 
 def start_check() -> str:
@@ -17,14 +16,6 @@ def start_check() -> str:
         "LaunchTemplateData"
     ]["UserData"]["Fn::Base64"]["Fn::Sub"]
     return user_data.split("<<'CHECK'\n", 1)[1].split("\nCHECK\n", 1)[0]
-
-
-@pytest.fixture
-def imds() -> Iterator[FakeImds]:
-    fake = FakeImds()
-    yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
 
 
 def run(script: str, imds_url: str) -> int:
