@@ -59,7 +59,7 @@ soak: $(STAMP)
 # The API function's deployment package for template.yaml's runtime: build/api/ (its
 # CodeUri) and build/api.zip, checked against Lambda's size limits.
 package: $(STAMP)
-	$(BIN)/python -m infra.package
+	$(BIN)/python -m infra.packaging.package
 
 # The figures in BENCHMARKS.md (issue 8), side by side on this machine, in about 8 minutes:
 # API latency under heavy work (offload vs BackgroundTasks), dispatch (vs plain Celery on
@@ -85,6 +85,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	# The engine's layers (pyproject.toml), then no import cycle and no module too long.
+	$(BIN)/lint-imports
+	$(BIN)/python -m infra.architecture
 
 format: $(STAMP)
 	$(BIN)/ruff format .

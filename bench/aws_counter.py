@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from infra.request_body import read_body
+from infra.local.request_body import read_body
 
 # `Credential=<key>/<date>/<region>/<service>/aws4_request` in a SigV4 Authorization header.
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")

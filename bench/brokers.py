@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.processes import NotServing, running
-from infra.dev import free_port
-from infra.local_stack import Clients
+from infra.local.dev import free_port
+from infra.local.stack import Clients
 from offload.settings import Settings
 
 PLAIN_QUEUE = "bench-plain"

@@ -21,8 +21,8 @@ from typing import Any
 
 from bench import record
 from bench.report import ROOT, table, update_section
-from infra.lambda_target import PackageError
-from infra.package import UNZIPPED_LIMIT, ZIPPED_LIMIT, build, mb, tree_size
+from infra.packaging.lambda_target import PackageError
+from infra.packaging.package import UNZIPPED_LIMIT, ZIPPED_LIMIT, build, mb, tree_size
 
 NAME = "cold-start"
 BARE = "bench.bare_app"
@@ -219,7 +219,7 @@ def _package_line(package: dict[str, Any]) -> str:
         f"{mb(package['zipped_bytes'])} zipped (`build/api.zip`, Lambda's limit "
         f"{mb(package['zipped_limit_bytes'])}), {mb(package['unzipped_bytes'])} unzipped "
         f"(`build/api/`, limit {mb(package['unzipped_limit_bytes'])}), as `make package` "
-        "builds it (`infra/package.py`)"
+        "builds it (`infra/packaging/package.py`)"
     )
 
 

@@ -29,7 +29,7 @@ from bench.clients import WAIT_S, run_jobs
 from bench.processes import interrupt_on_sigterm, local_system
 from bench.report import table, update_section
 from bench.stats import Spread
-from infra.dev import free_port
+from infra.local.dev import free_port
 
 NAME = "cost"
 GOAL = 4.2

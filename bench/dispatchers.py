@@ -15,8 +15,8 @@ import httpx
 
 from bench.plain_celery import TASK, make_app
 from bench.stats import percentile
-from infra.dev import LocalSystem
-from offload.store import JobStore
+from infra.local.dev import LocalSystem
+from offload.aws.store import JobStore
 
 # offload's no-op: a cpu-lane task that returns at once when told to fail no time.
 NOOP = ("diag.flaky", {"fail_times": 0})

@@ -2,7 +2,7 @@
 against Mangum with `BackgroundTasks` (`python -m bench.inline_lambda`, part of `make bench`).
 
 Both run under AWS's own runtime client (`awslambdaric`) against the local Runtime and
-Extensions API (`infra/lambda_local.py`), one warm execution environment each, invoked in
+Extensions API (`infra/local/lambda_emulator.py`), one warm execution environment each, invoked in
 turn with the same API Gateway HTTP API event (`POST /jobs`):
 
 - offload: `functions.api.main.handler` submitting `diag.nap` (2 s, inline lane), its job
@@ -28,10 +28,10 @@ from bench.mangum_app import NAP_S
 from bench.processes import interrupt_on_sigterm, local_system
 from bench.report import table, update_section
 from bench.stats import Spread
-from infra.dev import ROOT
-from infra.lambda_local import LambdaEmulator
-from offload.job import JobStatus
-from offload.store import JobStore
+from infra.local.dev import ROOT
+from infra.local.lambda_emulator import LambdaEmulator
+from offload.aws.store import JobStore
+from offload.core.model import JobStatus
 from tests.lambda_events import http_event, jwt_claims, response_json
 
 NAME = "inline-lambda"
@@ -152,7 +152,8 @@ def section(result: dict[str, Any]) -> str:
 
 `python -m bench.inline_lambda` ({result["rounds"]} warm invocations each, alternating;
 `OFFLOAD_BENCH_QUICK=1` for a smoke run). Both handlers run under AWS's runtime client
-(`awslambdaric`) against the local Runtime and Extensions API (`infra/lambda_local.py`), with
+(`awslambdaric`) against the local Runtime and Extensions API
+(`infra/local/lambda_emulator.py`), with
 the same API Gateway event, `POST /jobs`: offload's API function submitting `diag.nap`
 ({result["nap_s"]:g} s, inline lane; its job store on a local moto server) against
 `bench/mangum_app.py`, a route adding `time.sleep({result["nap_s"]:g})` as a FastAPI

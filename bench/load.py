@@ -32,7 +32,7 @@ from bench import pinning, plots, record
 from bench.processes import interrupt_on_sigterm, local_system, running, wait_http
 from bench.report import table, update_section
 from bench.stats import Spread, percentile
-from infra.dev import LocalSystem, free_port
+from infra.local.dev import LocalSystem, free_port
 
 NAME = "load"
 GOAL_RATIO = 1.2

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import BackgroundTasks, FastAPI
 
 from functions.api.schemas import Health
-from offload.job import utcnow
+from offload.core.model import utcnow
 from tasks.reports import ReportRequest, render_pdf
 
 app = FastAPI(title="naive")

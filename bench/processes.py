@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra.dev import ROOT, LocalSystem, free_port, signal_group
+from infra.local.dev import ROOT, LocalSystem, free_port, signal_group
 
 
 class NotServing(RuntimeError):
@@ -85,7 +85,7 @@ def wait_http(url: str, process: subprocess.Popen[bytes], log_path: Path, timeou
 def local_system(
     log_dir: Path, aws_port: int | None = None, **kwargs: Any
 ) -> Iterator[LocalSystem]:
-    """offload's local system (`infra.dev.LocalSystem`) on free ports, its workers ready."""
+    """offload's local system (`infra.local.dev.LocalSystem`) on free ports, its workers ready."""
     system = LocalSystem(
         aws_port=aws_port or free_port(), api_port=free_port(), log_dir=log_dir, **kwargs
     )

@@ -7,10 +7,10 @@ Celery, no model is touched until used.
 
 from __future__ import annotations
 
-from offload.catalog import CATALOG, Batch, Catalog, Payload, TaskSpec, task
-from offload.context import JobContext
+from offload.core.catalog import CATALOG, Batch, Catalog, Payload, TaskSpec, task
+from offload.core.context import JobContext
+from offload.core.model import Job, JobStatus
 from offload.errors import PermanentFailure
-from offload.job import Job, JobStatus
 from offload.settings import Settings, get_settings
 
 __all__ = [

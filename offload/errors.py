@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 if TYPE_CHECKING:
-    from offload.job import Job
+    from offload.core.model import Job
 
 
 class OffloadError(Exception):

@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     max_jobs_in_flight: int = Field(default=1000, ge=0, le=1_000_000)
     quota_retry_after_s: int = Field(default=5, ge=1, le=3600)
     # A caller far from its limit is counted again at most this often per process
-    # (offload.quotas); near it, on every submit.
+    # (offload.submit.quotas); near it, on every submit.
     quota_recount_s: float = Field(default=1.0, ge=0, le=60)
     # Only jobs submitted this recently count: one that never ends (its message lost, say)
     # stops holding its caller's quota after a day instead of until its record expires.
@@ -225,7 +225,7 @@ class Settings(BaseSettings):
         return self.jobs_table or f"{self.stack_name}-jobs"
 
     def workers_table_name(self) -> str:
-        """The workers table: each live worker's last beat (offload.fleet)."""
+        """The workers table: each live worker's last beat (offload.aws.fleet)."""
         return self.workers_table or f"{self.stack_name}-workers"
 
     def bucket_name(self) -> str:

@@ -3,7 +3,7 @@ every task in `offload.CATALOG`; task bodies keep their heavy imports to themsel
 
 from __future__ import annotations
 
-from offload.catalog import CATALOG, Catalog
+from offload.core.catalog import CATALOG, Catalog
 from tasks import audit, diag, embeddings, llm, notify, rag, reports
 
 __all__ = ["audit", "catalog", "diag", "embeddings", "llm", "notify", "rag", "reports"]

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from offload import JobContext, Payload, task
-from offload.job import isoformat, utcnow
+from offload.core.model import isoformat, utcnow
 
 
 class AuditEvent(Payload):

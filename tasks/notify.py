@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 from offload import JobContext, Payload, PermanentFailure, task
-from offload.job import isoformat, utcnow
+from offload.core.model import isoformat, utcnow
 from offload.outbound import DestinationUnreachable, post_json
 
 SIGNATURE_HEADER = "X-Offload-Signature"

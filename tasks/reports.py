@@ -12,7 +12,7 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from offload import JobContext, Payload, task
-from offload.job import utcnow
+from offload.core.model import utcnow
 
 MAX_COLUMNS = 20
 MAX_ROWS = 20_000

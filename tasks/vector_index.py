@@ -20,7 +20,8 @@ import struct
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from offload import PermanentFailure, Settings, aws
+from offload import PermanentFailure, Settings
+from offload.aws import clients
 
 PREFIX = "indexes/"
 
@@ -97,8 +98,8 @@ def save(
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "chunks": [asdict(chunk) for chunk in chunks],
     }
-    s3, bucket = aws.s3(settings), settings.bucket_name()
-    with aws.unavailable_as("S3"):
+    s3, bucket = clients.s3(settings), settings.bucket_name()
+    with clients.unavailable_as("S3"):
         s3.put_object(Bucket=bucket, Key=vectors_key, Body=blob)
         s3.put_object(
             Bucket=bucket,
@@ -111,13 +112,13 @@ def save(
 
 def load(settings: Settings, caller: str, name: str) -> VectorIndex:
     """The caller's index `name`; `IndexNotFound` when they have none of that name."""
-    s3, bucket = aws.s3(settings), settings.bucket_name()
-    found = aws.read_object(settings, bucket, f"{index_prefix(caller, name)}manifest.json")
+    s3, bucket = clients.s3(settings), settings.bucket_name()
+    found = clients.read_object(settings, bucket, f"{index_prefix(caller, name)}manifest.json")
     if found is None:
         raise IndexNotFound(f"no index named {name!r}: build it with embeddings.index first")
     manifest = json.loads(found)
     dim, count = int(manifest["dim"]), int(manifest["count"])
-    with aws.unavailable_as("S3"):
+    with clients.unavailable_as("S3"):
         blob = s3.get_object(Bucket=bucket, Key=manifest["vectors_key"])["Body"].read()
     if len(blob) != 4 * dim * count:
         raise ValueError(f"index {name!r}: {len(blob)} bytes of vectors for {count}x{dim}")

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from offload import aws
+from offload.aws import clients
 from offload.settings import get_settings
 
 
@@ -21,8 +21,8 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_SECURITY_TOKEN", "testing")
     monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    aws.clear_clients()
+    clients.clear_clients()
     get_settings.cache_clear()
     yield
-    aws.clear_clients()
+    clients.clear_clients()
     get_settings.cache_clear()

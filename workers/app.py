@@ -17,10 +17,10 @@ from celery.worker import state as worker_state
 from kombu import Queue  # type: ignore[attr-defined]
 
 import tasks
-from offload import logs
-from offload.catalog import Catalog, TaskSpec
+from offload.aws.queues import QUEUE_LANES, queue_lane
+from offload.core.catalog import Catalog, TaskSpec
 from offload.errors import AwsUnavailable
-from offload.queues import QUEUE_LANES, queue_lane
+from offload.observability import logs
 from offload.settings import Settings, get_settings
 from workers import warmup
 from workers.heartbeat import Heartbeat, lease_owner

@@ -29,9 +29,9 @@ from celery.worker.request import create_request_cls
 from celery.worker.state import task_ready, task_reserved
 from celery.worker.strategy import hybrid_to_proto2, proto1_to_proto2
 
-from offload.batches import Delivery, run_batch
+from offload.aws.queues import queue_lane
 from offload.errors import AwsUnavailable
-from offload.queues import queue_lane
+from offload.runtime.batches import Delivery, run_batch
 from workers.heartbeat import lease_owner
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,13 @@ def run_in_pool(task: Any, deliveries: list[tuple[str, Any, int]], hostname: str
     owner = lease_owner(hostname, os.getpid())
     batch = [Delivery(job_id, payload, attempt) for job_id, payload, attempt in deliveries]
     report = run_batch(
-        runtime.store, spec, batch, owner, settings.lease_s, whole_batch=(SoftTimeLimitExceeded,)
+        runtime.store,
+        spec,
+        batch,
+        owner,
+        settings.lease_s,
+        whole_batch=(SoftTimeLimitExceeded,),
+        submitter=runtime.submitter,
     )
     keep = []
     for delivery, outcome in zip(batch, report.outcomes, strict=True):

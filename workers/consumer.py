@@ -2,7 +2,7 @@
 
 Celery's own handlers log such a message and ack it (gone) or reject it (on SQS with a
 redrive policy: received again and again until SQS moves it, reason unknown). Here its job,
-when the message names one, ends FAILURE with the reason (`offload.unrunnable`); then the
+when the message names one, ends FAILURE with the reason (`offload.runtime.unrunnable`); then the
 message goes to its lane's DLQ with the same reason, and the worker carries on.
 """
 
@@ -18,10 +18,10 @@ from typing import Any
 
 from celery.worker.consumer import Consumer
 
-from offload.dlq import bury
+from offload.aws.dlq import bury
+from offload.aws.store import JobStore
+from offload.runtime.unrunnable import fail_unrunnable, unrunnable_error
 from offload.settings import QueueLane, Settings, get_settings
-from offload.store import JobStore
-from offload.unrunnable import fail_unrunnable, unrunnable_error
 from workers import warmup
 from workers.heartbeat import lease_owner
 

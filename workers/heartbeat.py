@@ -6,7 +6,7 @@ known (FACTS.md), so this runs in the worker's main process, as a thread over th
 it has received. It starts when the worker is ready and stops only at the very end of its
 shutdown, so jobs that finish during a warm shutdown stay covered.
 
-Each round also records the worker in the fleet's table (offload.fleet: one put per beat,
+Each round also records the worker in the fleet's table (offload.aws.fleet: one put per beat,
 the jobs it runs), where `GET /workers`, the dashboard and `offload review` find it; a clean
 stop removes it. Nothing there may stop the heartbeat: a failed write waits for the next beat.
 """
@@ -19,15 +19,14 @@ import signal
 import threading
 from typing import Any
 
-from offload import aws, leases
-from offload.cancel import revoke_running
+from offload.aws import clients, transitions
+from offload.aws.fleet import WorkerIdentity, WorkerRegistry
+from offload.aws.queues import QUEUE_LANES
+from offload.aws.store import JobStore
+from offload.core.holders import Worker
+from offload.core.model import JobStatus
 from offload.errors import AwsUnavailable, JobStateConflict
-from offload.fleet import WorkerIdentity, WorkerRegistry
-from offload.job import JobStatus
-from offload.queues import QUEUE_LANES
 from offload.settings import Settings
-from offload.store import JobStore
-from offload.waiting import waits_for
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +102,7 @@ class Heartbeat:
             _kill(request)
             self._held.pop(request.id, None)
             try:
-                leases.release(self.store, request.id, owner)
+                self.store.apply(transitions.release(request.id, Worker(owner)))
             except (AwsUnavailable, JobStateConflict) as exc:
                 log.warning("job %s: lease not released (%s); it lapses instead", request.id, exc)
             self._make_visible(request)
@@ -191,8 +190,8 @@ class Heartbeat:
         except (KeyError, TypeError):
             return None  # not an SQS delivery (eager calls in tests)
         try:
-            with aws.unavailable_as("SQS"):
-                aws.sqs(self.settings).change_message_visibility(
+            with clients.unavailable_as("SQS"):
+                clients.sqs(self.settings).change_message_visibility(
                     QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=seconds
                 )
         except Exception as exc:
@@ -202,7 +201,8 @@ class Heartbeat:
     def _renew(self, request: Any) -> None:
         owner = lease_owner(request.hostname, request.worker_pid)
         try:
-            job = leases.renew(self.store, request.id, owner, self.settings.lease_s)
+            renewal = transitions.renew(request.id, Worker(owner), self.settings.lease_s)
+            job = self.store.apply(renewal)
         except AwsUnavailable as exc:
             log.warning("lease of job %s not renewed: %s", request.id, exc)
             return
@@ -216,7 +216,7 @@ class Heartbeat:
     def _cancel(self, request: Any, attempt: int) -> None:
         # The task did not stop at a progress report (it may report none): stop it here.
         try:
-            revoke_running(self.store, request.id, attempt)
+            self.store.apply(transitions.revoke_running(request.id, attempt))
         except (AwsUnavailable, JobStateConflict) as exc:
             log.warning(
                 "job %s: cancellation not recorded (%s); trying next round", request.id, exc
@@ -241,7 +241,7 @@ class Heartbeat:
             or job.lease_owner == owner
             # The task parked its own attempt, then returned. (A later attempt, parked by a
             # worker that took the job over, is not ours: this run must stop.)
-            or (waits_for(job) is not None and job.attempts == self._held.get(request.id))
+            or (job.parked_on is not None and job.attempts == self._held.get(request.id))
         ):
             # Our attempt ended (RETRY recorded) while the process goes on, e.g. with the rest
             # of a batch: nobody else runs the job, so nothing may be killed for it.
@@ -269,7 +269,7 @@ def _reason(exc: Exception) -> str:
     # AWS's error code, not its message: logs quote only offload's own messages.
     if isinstance(exc, AwsUnavailable):
         return str(exc)
-    return aws.error_code(exc) or type(exc).__name__
+    return clients.error_code(exc) or type(exc).__name__
 
 
 def _kill(request: Any) -> None:

@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from offload import aws
+from offload.aws import clients
 from offload.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class Drain:
         if not self.draining.is_set():
             return False
         instance_id = self.imds.get("instance-id")
-        with aws.unavailable_as("Auto Scaling"):
+        with clients.unavailable_as("Auto Scaling"):
             self.autoscaling.complete_lifecycle_action(
                 LifecycleHookName=self.settings.asg_lifecycle_hook,
                 AutoScalingGroupName=self.settings.asg_name,
@@ -141,7 +141,7 @@ class Drain:
     @property
     def autoscaling(self) -> Any:
         if self._autoscaling is None:
-            self._autoscaling = aws.autoscaling(self.settings)
+            self._autoscaling = clients.autoscaling(self.settings)
         return self._autoscaling
 
     def _watch(self) -> None:

@@ -9,16 +9,18 @@ import logging
 from functools import lru_cache
 from typing import Any
 
-from offload import celery_protocol
-from offload.catalog import TaskSpec
-from offload.dlq import bury
+from offload.aws import celery_protocol
+from offload.aws.dlq import bury
+from offload.aws.queues import QueuePublisher, queue_lane
+from offload.aws.store import JobStore
+from offload.core.catalog import CATALOG, Catalog, TaskSpec
+from offload.core.model import JobStatus
 from offload.errors import AwsUnavailable, TimeLimitExceeded
-from offload.execution import Attempt, Outcome
-from offload.job import JobStatus
-from offload.logs import log_context
-from offload.queues import QueuePublisher, queue_lane
+from offload.observability.logs import log_context
+from offload.runtime.attempt import Attempt
+from offload.runtime.outcomes import Outcome
 from offload.settings import Settings
-from offload.store import JobStore
+from offload.submit.children import ChildJobs
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +29,13 @@ class Runtime:
     """The store and publisher of one worker process (made after the pool forks).
 
     :param settings: the worker's settings.
+    :param catalog: the tasks its jobs may submit jobs of (`JobContext.submit_job`).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, catalog: Catalog = CATALOG) -> None:
         self.store = JobStore(settings)
         self.publisher = QueuePublisher(settings)
+        self.submitter = ChildJobs(catalog, self.store)
 
     def execute(
         self, spec: TaskSpec, job_id: str, payload: Any, attempt: int, owner: str
@@ -56,6 +60,7 @@ class Runtime:
             owner=owner,
             lease_s=settings.lease_s,
             settle_patience_s=settings.worker_settle_patience_s,
+            submitter=self.submitter,
         ).run()
         self.settle(spec, job_id, payload, attempt, outcome)
         return outcome

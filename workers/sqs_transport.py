@@ -30,7 +30,7 @@ from kombu.asynchronous.aws.sqs.connection import AsyncSQSConnection
 from kombu.transport import SQS
 from vine import ensure_promise, promise
 
-from offload.backoff import retry_delay
+from offload.core.backoff import retry_delay
 
 log = logging.getLogger(__name__)
 

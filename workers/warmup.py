@@ -16,8 +16,8 @@ from typing import Any
 
 from celery import signals
 
-from offload.catalog import Catalog
-from offload.queues import queue_lane
+from offload.aws.queues import queue_lane
+from offload.core.catalog import Catalog
 
 log = logging.getLogger(__name__)
 

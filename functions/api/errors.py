@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
+from offload.aws.items import InvalidCursor
 from offload.errors import (
     AwsUnavailable,
     Forbidden,
@@ -25,7 +26,6 @@ from offload.errors import (
     Unauthenticated,
     UnknownTask,
 )
-from offload.items import InvalidCursor
 
 log = logging.getLogger(__name__)
 

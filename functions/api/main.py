@@ -33,9 +33,9 @@ from functions.api.routes import (  # noqa: E402
 )
 from functions.api.routes import tasks as task_routes  # noqa: E402
 from functions.api.schemas import error_responses  # noqa: E402
-from offload.catalog import Catalog  # noqa: E402
+from offload.aws_lambda.handler import lambda_handler  # noqa: E402
+from offload.core.catalog import Catalog  # noqa: E402
 from offload.fastapi import Offload  # noqa: E402
-from offload.lambda_handler import lambda_handler  # noqa: E402
 from offload.settings import Settings, get_settings  # noqa: E402
 
 

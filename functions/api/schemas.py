@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from offload import claims
-from offload.job import Job, JobError, JobStatus, Lane, PastRun, Progress
+from offload.aws import claims
+from offload.core.model import Job, JobError, JobStatus, Lane, PastRun, Progress
 from offload.settings import Settings
 
 

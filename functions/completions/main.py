@@ -20,10 +20,11 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 import tasks
-from offload import logs
-from offload.sagemaker import Notification, SageMakerLane
+from offload.aws.sagemaker import Notification
+from offload.aws.store import JobStore
+from offload.observability import logs
+from offload.runtime.sagemaker_lane import SageMakerLane
 from offload.settings import get_settings
-from offload.store import JobStore
 
 
 def make_handler(lane: SageMakerLane) -> Callable[[dict[str, Any], Any], dict[str, Any]]:

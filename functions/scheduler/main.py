@@ -4,10 +4,10 @@
 - SNS and SQS deliver SageMaker's notifications at least once, but one can still be lost (a
   topic policy changed, a queue purged, a function failing past its DLQ): it resolves the
   sagemaker jobs that waited too long from the objects SageMaker wrote;
-- it counts each queue lane's jobs stuck STARTED past their time limit (`offload.stuck`) as
+- it counts each queue lane's jobs stuck STARTED past their time limit (`offload.runtime.stuck`) as
   the `StuckJobs` metric, zero included, which an alarm watches;
 - it ends FAILURE the jobs whose message SQS dead-lettered by itself after too many
-  receives (`offload.redriven`): no worker is left to end them.
+  receives (`offload.runtime.redriven`): no worker is left to end them.
 
 `submit` is the target of the EventBridge Scheduler schedules declared on SchedulerFunction
 in template.yaml, the one place periodic jobs are declared. Each schedule's input names a
@@ -22,16 +22,16 @@ import logging
 from typing import Any
 
 import tasks
-from offload import logs, metrics
-from offload.dlq import DeadLetters
+from offload.aws.dlq import DeadLetters
+from offload.aws.queues import QUEUE_LANES, QueuePublisher
+from offload.aws.store import JobStore
 from offload.errors import OffloadError
-from offload.jobs import Jobs
-from offload.queues import QUEUE_LANES, QueuePublisher
-from offload.redriven import end_redriven
-from offload.sagemaker import SageMakerLane
+from offload.observability import logs, metrics
+from offload.runtime.redriven import end_redriven
+from offload.runtime.sagemaker_lane import SageMakerLane
+from offload.runtime.stuck import stuck_jobs
 from offload.settings import Settings, get_settings
-from offload.store import JobStore
-from offload.stuck import stuck_jobs
+from offload.submit.jobs import Jobs
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def sweep(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def run_sweep(store: JobStore, lane: SageMakerLane, settings: Settings) -> dict[str, Any]:
-    """One sweep (also run by the local stack's scheduler, infra/local_events.py)."""
+    """One sweep (also run by the local stack's scheduler, infra/local/events.py)."""
     stuck: dict[str, int] = {}
     for queue_lane in QUEUE_LANES:
         try:
@@ -102,7 +102,7 @@ def submit_scheduled(event: dict[str, Any], store: JobStore, lane: SageMakerLane
         raise BadSchedule(
             f"a schedule's input needs schedule, task, scheduled_time: {exc}"
         ) from exc
-    jobs = Jobs.outside_a_request(lane.catalog, store, SCHEDULER_CALLER, lane)
+    jobs = Jobs.outside_a_request(lane.catalog, store, SCHEDULER_CALLER, lane.invoker)
     key = f"schedule:{name}:{scheduled_time}"
     job = asyncio.run(jobs.submit(task, payload, idempotency_key=key))
     log.info("schedule %s submitted job %s (%s) for %s", name, job.job_id, task, scheduled_time)

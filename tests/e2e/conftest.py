@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.dev import LocalSystem, free_port
+from infra.local.dev import LocalSystem, free_port
 
 TERMINAL = {"SUCCESS", "FAILURE", "REVOKED"}
 

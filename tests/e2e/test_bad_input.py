@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.dev import LocalSystem
+from infra.local.dev import LocalSystem
 from offload.settings import Settings
 from tests.e2e.conftest import submit
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.dev import LocalSystem
+from infra.local.dev import LocalSystem
 from tests.e2e.conftest import submit
 
 pytestmark = pytest.mark.e2e

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.dev import ROOT, free_port
-from infra.local_stack import wait_for_endpoint
+from infra.local.dev import ROOT, free_port
+from infra.local.stack import wait_for_endpoint
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +46,7 @@ def test_dev_serves_jobs_and_stops_every_process_on_sigterm(tmp_path: Path) -> N
         [
             sys.executable,
             "-m",
-            "infra.cli",
+            "infra.ops.cli",
             "dev",
             "--aws-port",
             str(aws_port),
@@ -137,7 +137,7 @@ def test_dev_on_a_running_endpoint_through_the_proxy_restarts_a_killed_worker(
     try:
         wait_for_endpoint(moto_url, timeout_s=30)
         dev = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "dev", "--api-port", str(api_port)]
+            [sys.executable, "-m", "infra.ops.cli", "dev", "--api-port", str(api_port)]
             + ["--aws-endpoint", moto_url, "--faults", "none"],
             cwd=ROOT,
             env=env,

@@ -23,9 +23,9 @@ import boto3
 import httpx
 import pytest
 
-from infra.dev import Child, LocalSystem, free_port
-from offload import celery_protocol
-from offload.store import JobStore
+from infra.local.dev import Child, LocalSystem, free_port
+from offload.aws import celery_protocol
+from offload.aws.store import JobStore
 from tests.e2e.conftest import TERMINAL, logs_of, submit
 from tests.integration.jobs import pending
 
@@ -246,7 +246,7 @@ def test_a_poison_job_retries_with_backoff_fails_and_replays_to_success(
 
     # the operator's way: offload dlq list / replay
     listed = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "dlq", "list", "cpu", "--api", faulty.api_url],
+        [sys.executable, "-m", "infra.ops.cli", "dlq", "list", "cpu", "--api", faulty.api_url],
         capture_output=True,
         text=True,
         timeout=60,
@@ -258,7 +258,7 @@ def test_a_poison_job_retries_with_backoff_fails_and_replays_to_success(
         [
             sys.executable,
             "-m",
-            "infra.cli",
+            "infra.ops.cli",
             "dlq",
             "replay",
             "cpu",

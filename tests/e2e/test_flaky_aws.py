@@ -1,5 +1,5 @@
 """Jobs through a flaky AWS: every process (API, workers, the local event sources) reaches
-the local AWS through `infra.fault_proxy`, which refuses, drops after doing, and slows a
+the local AWS through `infra.local.fault_proxy`, which refuses, drops after doing, and slows a
 few percent of the requests of every service. Outcomes are counted, not only statuses:
 
 - every submit, retried by its client with the same idempotency key, gives exactly one job;
@@ -25,8 +25,8 @@ import boto3
 import httpx
 import pytest
 
-from infra.dev import LocalSystem, free_port
-from infra.fault_plan import FaultPlan, Rates
+from infra.local.dev import LocalSystem, free_port
+from infra.local.fault_plan import FaultPlan, Rates
 from tests.e2e.conftest import TERMINAL, logs_of
 
 pytestmark = pytest.mark.e2e

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from pypdf import PdfReader
 
-from infra.dev import LocalSystem
+from infra.local.dev import LocalSystem
 from tests.e2e.conftest import TERMINAL, submit
 
 pytestmark = pytest.mark.e2e
@@ -146,7 +146,7 @@ def test_cli_submit_waits_for_the_result(system: LocalSystem) -> None:
         [
             sys.executable,
             "-m",
-            "infra.cli",
+            "infra.ops.cli",
             "submit",
             "diag.flaky",
             '{"fail_times": 0}',
@@ -165,7 +165,7 @@ def test_cli_submit_waits_for_the_result(system: LocalSystem) -> None:
         [
             sys.executable,
             "-m",
-            "infra.cli",
+            "infra.ops.cli",
             "jobs",
             "list",
             "--task",

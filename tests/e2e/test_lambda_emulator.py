@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from infra.dev import ROOT
-from infra.lambda_local import (
+from infra.local.dev import ROOT
+from infra.local.lambda_emulator import (
     InvocationError,
     InvocationTimedOut,
     LambdaEmulator,

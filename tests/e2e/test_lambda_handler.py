@@ -1,6 +1,6 @@
 """The API's real Lambda handler under AWS's runtime client, against a local Runtime API.
 
-The emulator (`infra/lambda_local.py`) plays Lambda: it hands invocations to awslambdaric
+The emulator (`infra/local/lambda_emulator.py`) plays Lambda: it hands invocations to awslambdaric
 running `functions.api.main.handler`, records when the response was posted, and counts an
 invocation complete only once the handler's internal extension is back at `next` too.
 """
@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from infra.dev import LocalSystem
-from infra.lambda_local import Invocation, LambdaEmulator
-from offload.job import Job, JobStatus
-from offload.store import JobStore
+from infra.local.dev import LocalSystem
+from infra.local.lambda_emulator import Invocation, LambdaEmulator
+from offload.aws.store import JobStore
+from offload.core.model import Job, JobStatus
 from tests.lambda_events import http_event, jwt_claims, response_json
 
 pytestmark = pytest.mark.e2e

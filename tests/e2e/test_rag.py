@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.dev import LocalSystem
+from infra.local.dev import LocalSystem
 from tests.e2e.conftest import logs_of, submit
 from tests.integration.test_rag import DOCUMENTS
 

@@ -9,7 +9,7 @@ import sys
 import boto3
 import pytest
 
-from infra.dev import LocalSystem
+from infra.local.dev import LocalSystem
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,7 @@ def test_review_reads_the_local_stacks_alarms_queues_and_jobs(system: LocalSyste
     cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="e2e: forced")
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "infra.cli", "review", "--json"],
+            [sys.executable, "-m", "infra.ops.cli", "review", "--json"],
             env=system.env(),
             capture_output=True,
             text=True,

@@ -21,6 +21,6 @@ def test_a_sagemaker_job_reaches_success_through_its_notification(
     assert job["lane"] == "sagemaker"
     done = wait_for(job["job_id"], timeout_s=60)
     assert done["status"] == "SUCCESS", done
-    # The local stack's `llm` endpoint answers as a TGI container would (infra/llm_local.py).
+    # The local stack's `llm` endpoint answers as a TGI container would (infra/local/llm.py).
     (generated,) = done["result"]
     assert isinstance(generated["generated_text"], str) and generated["generated_text"]

@@ -9,9 +9,9 @@ import boto3
 import httpx
 import pytest
 
-from infra.dev import LocalSystem, free_port
-from infra.local_stack import provision
-from offload import celery_protocol
+from infra.local.dev import LocalSystem, free_port
+from infra.local.stack import provision
+from offload.aws import celery_protocol
 
 pytestmark = pytest.mark.e2e
 

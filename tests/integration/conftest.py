@@ -11,7 +11,7 @@ import pytest
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
-from infra.local_stack import Clients, provision
+from infra.local.stack import Clients, provision
 from offload.settings import Settings
 from tests.integration.imds import FakeImds
 

@@ -9,8 +9,8 @@ from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
 from functions.api.main import create_app
-from infra.dev import free_port
-from offload import celery_protocol
+from infra.local.dev import free_port
+from offload.aws import celery_protocol
 from offload.fastapi import JobsDep
 from offload.settings import Settings
 

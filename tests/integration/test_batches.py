@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from offload import Batch, JobContext, Payload
-from offload.batches import Delivery, run_batch
-from offload.catalog import Catalog
+from offload.aws.store import JobStore
+from offload.core.catalog import Catalog
+from offload.core.model import JobStatus
 from offload.errors import TaskDeclarationError
-from offload.job import JobStatus
+from offload.runtime.batches import Delivery, run_batch
 from offload.settings import Settings
-from offload.store import JobStore
 from tests.integration import jobs
 
 catalog = Catalog()

@@ -9,14 +9,15 @@ from fastapi.testclient import TestClient
 
 from functions.api.main import create_app
 from offload import JobContext, Payload
-from offload.cancel import request_cancel
-from offload.catalog import Catalog
+from offload.aws import transitions
+from offload.aws.cancel import request_cancel
+from offload.aws.store import JobStore
+from offload.core.catalog import Catalog
+from offload.core.model import JobStatus
 from offload.errors import JobStateConflict
-from offload.execution import Attempt
-from offload.job import JobStatus
-from offload.leases import Verdict, claim
+from offload.runtime.attempt import Attempt
+from offload.runtime.claiming import Verdict, claim
 from offload.settings import Settings
-from offload.store import JobStore
 from tests.integration import jobs
 
 catalog = Catalog()
@@ -30,7 +31,7 @@ class Empty(Payload):
 @catalog.task("c.cancels_itself", lane="cpu", payload=Empty, max_attempts=3)
 def cancels_itself(payload: Empty, ctx: JobContext) -> str:
     # Stands for a client's cancel arriving while the task runs.
-    request_cancel(ctx.store, ctx.job_id)
+    request_cancel(JobStore(ctx.settings), ctx.job_id)
     ctx.progress(50, "half way")  # learns of it here
     ran.append("after the report")
     return "finished anyway"
@@ -85,7 +86,7 @@ def test_a_lost_worker_s_cancelled_job_is_revoked_not_taken_over(store: JobStore
 def test_an_ended_job_cannot_be_cancelled(store: JobStore) -> None:
     job_id = pending(store)
     claim(store, job_id, 1, "w/1", 30, 3)
-    store.succeed(job_id, 1, "done")
+    store.apply(transitions.succeed(job_id, 1, "done"))
     with pytest.raises(JobStateConflict, match="SUCCESS"):
         request_cancel(store, job_id)
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from offload import celery_protocol
+from offload.aws import celery_protocol
 from offload.settings import Settings
 from workers.app import create_app
 

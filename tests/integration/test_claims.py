@@ -15,14 +15,14 @@ from fastapi.testclient import TestClient
 
 import tasks
 from functions.api.main import create_app
-from offload import celery_protocol, claims
+from offload.aws import celery_protocol, claims
+from offload.aws.queues import QueuePublisher
+from offload.aws.store import JobStore
+from offload.core.model import JobStatus, utcnow
 from offload.errors import TooManyJobsInFlight
-from offload.job import JobStatus, utcnow
-from offload.jobs import Jobs
-from offload.queues import QueuePublisher
-from offload.quotas import InFlightQuota
 from offload.settings import Settings
-from offload.store import JobStore
+from offload.submit.jobs import Jobs
+from offload.submit.quotas import InFlightQuota
 from tests.integration import jobs
 from workers.runtime import Runtime
 

@@ -10,11 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from functions.api.main import create_app
-from offload import JobContext, Payload, PermanentFailure, celery_protocol
-from offload.catalog import Catalog
-from offload.job import JobStatus
+from offload import JobContext, Payload, PermanentFailure
+from offload.aws import celery_protocol
+from offload.aws.store import JobStore
+from offload.core.catalog import Catalog
+from offload.core.model import JobStatus
 from offload.settings import Settings
-from offload.store import JobStore
 from tests.integration.jobs import pending
 from workers.runtime import Runtime
 
@@ -102,7 +103,7 @@ def test_a_letter_whose_job_already_ended_is_dropped_on_replay(
     job_id = failed_job(settings, 3)
     client.post("/dlq/cpu/replay", json={"job_ids": [job_id]})
     # a second copy of the same letter (SQS redrive of a duplicate) after the job reopened
-    from offload.dlq import bury
+    from offload.aws.dlq import bury
 
     bury(
         settings,

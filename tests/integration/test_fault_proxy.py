@@ -16,7 +16,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
-from infra.fault_proxy import FaultPlan, FaultProxy
+from infra.local.fault_proxy import FaultPlan, FaultProxy
 from tests.integration.conftest import moto_endpoint
 
 if TYPE_CHECKING:

@@ -14,11 +14,11 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from offload import leases
-from offload.fleet import EXPIRE_AFTER, MAX_LISTED_JOBS, WorkerIdentity, WorkerRegistry
-from offload.job import utcnow
+from offload.aws.fleet import EXPIRE_AFTER, MAX_LISTED_JOBS, WorkerIdentity, WorkerRegistry
+from offload.aws.store import JobStore
+from offload.core.model import utcnow
+from offload.runtime import claiming
 from offload.settings import Settings
-from offload.store import JobStore
 from tests.integration import jobs
 from workers.heartbeat import Heartbeat, lease_owner
 
@@ -52,7 +52,7 @@ def request(job_id: str, pid: int | None) -> Any:
 
 def running_job(store: JobStore, pid: int) -> Any:
     job_id = jobs.pending(store)
-    leases.claim(store, job_id, 1, lease_owner("host", pid), lease_s=50, max_attempts=3)
+    claiming.claim(store, job_id, 1, lease_owner("host", pid), lease_s=50, max_attempts=3)
     return request(job_id, pid)
 
 

@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 
-from offload import leases, waiting
-from offload.job import JobError, utcnow
+from offload.aws import transitions
+from offload.aws.store import JobStore
+from offload.core.holders import Worker
+from offload.core.model import JobError, utcnow
+from offload.runtime import claiming
 from offload.settings import Settings
-from offload.store import JobStore
 from tests.integration import jobs
 from workers.heartbeat import Heartbeat, lease_owner
 
@@ -32,7 +34,7 @@ def running(store: JobStore, pid: int) -> tuple[str, Any]:
     """A job claimed by pool process `pid`, and the request the heartbeat sees for it."""
     job_id = jobs.pending(store)
     owner = lease_owner("host", pid)
-    leases.claim(store, job_id, 1, owner, lease_s=50, max_attempts=3)
+    claiming.claim(store, job_id, 1, owner, lease_s=50, max_attempts=3)
     request = SimpleNamespace(
         id=job_id,
         hostname="host",
@@ -57,7 +59,11 @@ def test_a_retry_recorded_for_a_job_does_not_kill_its_process(
 ) -> None:
     # A batch recorded RETRY for one member and goes on with the others.
     store, job_id, beat = beating(settings, child.pid)  # the lease is held
-    store.retry(job_id, 1, JobError(type="E", message="m"), utcnow() + timedelta(seconds=5))
+    store.apply(
+        transitions.retry(
+            job_id, 1, JobError(type="E", message="m"), utcnow() + timedelta(seconds=5)
+        )
+    )
     beat.beat()
     with pytest.raises(subprocess.TimeoutExpired):
         child.wait(timeout=1)  # still running a second later
@@ -68,12 +74,7 @@ def test_a_job_taken_over_by_another_worker_stops_this_run(
 ) -> None:
     store, job_id, beat = beating(settings, child.pid)
     # The lease lapsed (an outage) and another worker took the job over.
-    store.move(
-        job_id,
-        store.get(job_id).status,
-        attempts=1,
-        sets={"lease_owner": {"S": "other/1"}},
-    )
+    jobs.doctor(store, job_id, "SET lease_owner = :other", {":other": {"S": "other/1"}})
     beat.beat()
     assert child.wait(timeout=5) == -9
 
@@ -81,10 +82,11 @@ def test_a_job_taken_over_by_another_worker_stops_this_run(
 def test_a_job_its_task_parked_does_not_kill_its_process(
     settings: Settings, child: subprocess.Popen[bytes]
 ) -> None:
-    # The task submitted a job and waits for it without its worker (offload.waiting): the
+    # The task submitted a job and waits for it without its worker (offload.runtime.waiting): the
     # lease is no longer this process's, but nobody else runs the job.
     store, job_id, beat = beating(settings, child.pid)
-    waiting.park(store, job_id, 1, lease_owner("host", child.pid), "child-job", 300)
+    holder = Worker(lease_owner("host", child.pid))
+    store.apply(transitions.park(job_id, 1, holder, "child-job", 300))
     beat.beat()
     with pytest.raises(subprocess.TimeoutExpired):
         child.wait(timeout=1)
@@ -96,12 +98,12 @@ def test_a_run_whose_job_was_taken_over_and_then_parked_is_still_stopped(
     # This worker stalled past its lease; another took the job over as attempt 2 and that
     # attempt parked at once. This run of attempt 1 must not go on beside it.
     store, job_id, beat = beating(settings, child.pid)
-    store.move(
+    jobs.doctor(
+        store,
         job_id,
-        store.get(job_id).status,
-        attempts=1,
-        sets={"attempts": {"N": "2"}, "lease_owner": {"S": "other/1"}},
+        "SET attempts = :two, lease_owner = :other",
+        {":two": {"N": "2"}, ":other": {"S": "other/1"}},
     )
-    waiting.park(store, job_id, 2, "other/1", "child-job", 300)
+    store.apply(transitions.park(job_id, 2, Worker("other/1"), "child-job", 300))
     beat.beat()
     assert child.wait(timeout=5) == -9

@@ -8,15 +8,16 @@ from typing import Any
 
 import pytest
 
-from offload import JobContext, Payload, celery_protocol
-from offload.catalog import Catalog
+from offload import JobContext, Payload
+from offload.aws import celery_protocol
+from offload.aws.queues import QueuePublisher
+from offload.aws.store import JobStore
+from offload.core.catalog import Catalog
+from offload.core.model import Job, JobStatus
 from offload.errors import AwsUnavailable
-from offload.execution import Attempt
-from offload.inline import InlineRunner
-from offload.job import Job, JobStatus
-from offload.queues import QueuePublisher
+from offload.runtime.attempt import Attempt
+from offload.runtime.inline import InlineRunner
 from offload.settings import Settings
-from offload.store import JobStore
 from tests.integration import jobs
 
 

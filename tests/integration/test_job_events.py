@@ -12,10 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from functions.api.main import create_app
-from offload import leases
-from offload.job import Progress, isoformat
+from offload.aws import transitions
+from offload.aws.store import JobStore
+from offload.core.model import Progress, isoformat
+from offload.runtime import claiming
 from offload.settings import Settings
-from offload.store import JobStore
 from tests.integration import jobs
 
 
@@ -49,11 +50,13 @@ def test_a_job_is_streamed_from_pending_to_its_end(client: TestClient, settings:
 
     def work() -> None:
         time.sleep(0.5)
-        leases.claim(store, job_id, 1, "w/1", lease_s=60, max_attempts=3)
+        claiming.claim(store, job_id, 1, "w/1", lease_s=60, max_attempts=3)
         time.sleep(1.2)
-        store.report_progress(job_id, 1, Progress(percent=50, message="half way"))
+        store.apply(
+            transitions.report_progress(job_id, 1, Progress(percent=50, message="half way"))
+        )
         time.sleep(1.2)
-        store.succeed(job_id, 1, {"slept": 1})
+        store.apply(transitions.succeed(job_id, 1, {"slept": 1}))
 
     worker = threading.Thread(target=work)
     worker.start()
@@ -74,8 +77,8 @@ def test_a_reconnect_after_the_end_gets_the_end_at_once(
 ) -> None:
     store = JobStore(settings)
     job_id = jobs.pending(store, "diag.sleep", payload={"seconds": 1})
-    leases.claim(store, job_id, 1, "w/1", lease_s=60, max_attempts=3)
-    store.succeed(job_id, 1, None)
+    claiming.claim(store, job_id, 1, "w/1", lease_s=60, max_attempts=3)
+    store.apply(transitions.succeed(job_id, 1, None))
     first = read_events(client, job_id)
     again = read_events(client, job_id, **{"Last-Event-ID": first[-1][1]})
     assert [name for name, _, _ in again] == ["end"]
@@ -90,9 +93,9 @@ def test_a_reconnect_mid_job_gets_only_newer_changes(
 
     def work() -> None:
         time.sleep(0.5)
-        leases.claim(store, job_id, 1, "w/1", lease_s=60, max_attempts=3)
+        claiming.claim(store, job_id, 1, "w/1", lease_s=60, max_attempts=3)
         time.sleep(1.2)
-        store.succeed(job_id, 1, None)
+        store.apply(transitions.succeed(job_id, 1, None))
 
     worker = threading.Thread(target=work)
     worker.start()

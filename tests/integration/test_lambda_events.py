@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from functions.api.main import create_app
+from offload.aws_lambda.handler import LambdaHandler, lambda_handler
 from offload.fastapi import Offload
-from offload.lambda_handler import LambdaHandler, lambda_handler
 from offload.settings import Settings
 from tests.lambda_events import (
     FakeContext,

@@ -7,11 +7,13 @@ from datetime import timedelta
 
 import pytest
 
+from offload.aws import transitions
+from offload.aws.store import JobStore
+from offload.core.holders import Worker
+from offload.core.model import JobError, JobStatus, utcnow
 from offload.errors import JobStateConflict
-from offload.job import JobError, JobStatus, utcnow
-from offload.leases import Verdict, claim, release, renew
+from offload.runtime.claiming import Verdict, claim
 from offload.settings import Settings
-from offload.store import JobStore
 from tests.integration import jobs
 
 
@@ -52,11 +54,11 @@ def test_an_expired_lease_is_taken_over_as_a_new_attempt(store: JobStore) -> Non
     assert job.error is not None and job.error.type == "WorkerLost"
     # the dead worker's late writes are refused
     with pytest.raises(JobStateConflict):
-        store.succeed(job_id, 1, "late")
+        store.apply(transitions.succeed(job_id, 1, "late"))
     with pytest.raises(JobStateConflict):
-        renew(store, job_id, "a/1", 30)
-    renew(store, job_id, "b/2", 30)
-    assert store.succeed(job_id, 2, "ok").status is JobStatus.SUCCESS
+        store.apply(transitions.renew(job_id, Worker("a/1"), 30))
+    store.apply(transitions.renew(job_id, Worker("b/2"), 30))
+    assert store.apply(transitions.succeed(job_id, 2, "ok")).status is JobStatus.SUCCESS
 
 
 def test_two_deliveries_racing_for_an_expired_lease_make_one_run(store: JobStore) -> None:
@@ -81,14 +83,14 @@ def test_a_lost_last_attempt_fails_the_job(store: JobStore) -> None:
 def test_released_lease_is_taken_over_at_once(store: JobStore) -> None:
     job_id = pending(store)
     claim(store, job_id, 1, "a/1", 300, 3)
-    release(store, job_id, "a/1")
+    store.apply(transitions.release(job_id, Worker("a/1")))
     assert claim(store, job_id, 1, "b/2", 30, 3).verdict is Verdict.RUN
 
 
 def test_finished_and_stale_deliveries_are_dropped(store: JobStore) -> None:
     job_id = pending(store)
     claim(store, job_id, 1, "a/1", 30, 3)
-    store.succeed(job_id, 1, "done")
+    store.apply(transitions.succeed(job_id, 1, "done"))
     assert claim(store, job_id, 1, "b/2", 30, 3).verdict is Verdict.SKIP
     assert claim(store, "no-such-job", 1, "b/2", 30, 3).verdict is Verdict.SKIP
 
@@ -96,7 +98,9 @@ def test_finished_and_stale_deliveries_are_dropped(store: JobStore) -> None:
 def test_an_early_retry_waits_for_its_time(store: JobStore) -> None:
     job_id = pending(store)
     claim(store, job_id, 1, "a/1", 30, 3)
-    store.retry(job_id, 1, JobError(type="E", message="m"), utcnow() + timedelta(hours=2))
+    store.apply(
+        transitions.retry(job_id, 1, JobError(type="E", message="m"), utcnow() + timedelta(hours=2))
+    )
     # a backoff past SQS's 15-minute delay: the retry's message arrives early, in steps
     for attempt in (1, 2):  # the failed attempt's message, or the retry's own
         early = claim(store, job_id, attempt, "b/2", 30, 3)
@@ -108,7 +112,7 @@ def test_an_early_retry_waits_for_its_time(store: JobStore) -> None:
 def test_a_due_retry_runs_from_its_own_message(store: JobStore) -> None:
     job_id = pending(store)
     claim(store, job_id, 1, "a/1", 30, 3)
-    store.retry(job_id, 1, JobError(type="E", message="m"), utcnow())
+    store.apply(transitions.retry(job_id, 1, JobError(type="E", message="m"), utcnow()))
     retried = claim(store, job_id, 2, "b/2", 30, 3)
     assert (retried.verdict, retried.attempt) == (Verdict.RUN, 2)
 
@@ -116,6 +120,10 @@ def test_a_due_retry_runs_from_its_own_message(store: JobStore) -> None:
 def test_a_due_retry_whose_message_was_lost_runs_from_the_original(store: JobStore) -> None:
     job_id = pending(store)
     claim(store, job_id, 1, "a/1", 30, 3)
-    store.retry(job_id, 1, JobError(type="E", message="m"), utcnow() - timedelta(seconds=1))
+    store.apply(
+        transitions.retry(
+            job_id, 1, JobError(type="E", message="m"), utcnow() - timedelta(seconds=1)
+        )
+    )
     taken = claim(store, job_id, 1, "b/2", 30, 3)
     assert (taken.verdict, taken.attempt) == (Verdict.RUN, 2)

@@ -10,10 +10,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from infra.local_stack import Clients, LocalStack, LocalStackError, provision, wait_for_endpoint
+from infra.local.stack import Clients, LocalStack, LocalStackError, provision, wait_for_endpoint
 from infra.template import load_template
+from offload.aws.store import CALLER_INDEX, CALLER_INFLIGHT_INDEX, FAILED_INDEX, INFLIGHT_INDEX
 from offload.settings import QueueLane, Settings
-from offload.store import CALLER_INDEX, CALLER_INFLIGHT_INDEX, FAILED_INDEX, INFLIGHT_INDEX
 from tests.integration.conftest import moto_endpoint
 
 LANES: tuple[QueueLane, ...] = ("cpu", "gpu")

@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from functions.api.main import create_app
-from offload.logs import ContextFilter
+from offload.aws.store import JobStore
+from offload.observability.logs import ContextFilter
 from offload.settings import Settings
-from offload.store import JobStore
 from tests.integration.test_api import finished, submit
 
 
@@ -25,7 +25,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 @pytest.fixture
 def records() -> Iterator[list[logging.LogRecord]]:
-    """Every record logged meanwhile, with the ids `offload.logs` adds."""
+    """Every record logged meanwhile, with the ids `offload.observability.logs` adds."""
     seen: list[logging.LogRecord] = []
 
     class Keep(logging.Handler):

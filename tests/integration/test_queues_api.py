@@ -10,12 +10,12 @@ from fastapi.testclient import TestClient
 
 import tasks
 from functions.api.main import create_app
-from offload import items
-from offload.dlq import bury
-from offload.job import utcnow
-from offload.queues import QueuePublisher
+from offload.aws import items
+from offload.aws.dlq import bury
+from offload.aws.queues import QueuePublisher
+from offload.aws.store import JobStore
+from offload.core.model import utcnow
 from offload.settings import Settings
-from offload.store import JobStore
 from tests.integration import jobs
 
 
@@ -32,15 +32,11 @@ def test_each_lane_shows_waiting_delayed_and_dead_letters(
     publisher = QueuePublisher(settings)
     sleep = tasks.catalog().get("diag.sleep")
     waiting = jobs.pending(store, "diag.sleep", payload={"seconds": 1})
-    store.write(  # submitted two minutes ago, still not started
+    jobs.doctor(  # submitted two minutes ago, still not started
+        store,
         waiting,
-        "age it",
-        condition="#status = :pending",
-        values={
-            ":pending": {"S": "PENDING"},
-            ":then": items.timestamp(utcnow() - timedelta(minutes=2)),
-        },
-        update="SET created_at = :then, updated_at = :then",
+        "SET created_at = :then, updated_at = :then",
+        {":then": items.timestamp(utcnow() - timedelta(minutes=2))},
     )
     publisher.send(sleep, waiting, {"seconds": 1})
     publisher.send(sleep, "a-retry", {"seconds": 1}, attempt=2, delay_s=300)

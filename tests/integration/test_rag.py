@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from infra.llm_local import LocalLlm
-from offload.execution import Attempt, Outcome
-from offload.job import Job, JobStatus
+from infra.local.llm import LocalLlm
+from offload.aws.store import JobStore
+from offload.core.model import Job, JobStatus
+from offload.runtime.attempt import Attempt
+from offload.runtime.outcomes import Outcome
 from offload.settings import Settings
-from offload.store import JobStore
 from tasks import catalog, llm
 from tests.integration import jobs
 

@@ -10,21 +10,22 @@ import boto3
 import pytest
 
 import tasks
-from infra import cli
-from infra.review import Reviewer, render
-from offload import leases
-from offload.dlq import bury
-from offload.fleet import WorkerIdentity, WorkerRegistry
-from offload.job import JobError, utcnow
+from infra.ops import cli
+from infra.ops.review import Reviewer, render
+from offload.aws import transitions
+from offload.aws.dlq import bury
+from offload.aws.fleet import WorkerIdentity, WorkerRegistry
+from offload.aws.store import JobStore
+from offload.core.model import JobError, utcnow
+from offload.runtime import claiming
 from offload.settings import Settings
-from offload.store import JobStore
 from tests.integration import jobs
 
 
 def failed(store: JobStore, task: str, error: str, message: str) -> str:
     job_id = jobs.pending(store, task, payload={})
-    leases.claim(store, job_id, 1, "w/1", lease_s=60, max_attempts=1)
-    store.fail(job_id, 1, JobError(type=error, message=message))
+    claiming.claim(store, job_id, 1, "w/1", lease_s=60, max_attempts=1)
+    store.apply(transitions.fail(job_id, 1, JobError(type=error, message=message)))
     return job_id
 
 

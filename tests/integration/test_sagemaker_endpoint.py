@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from infra.sagemaker_endpoint import plan_for, scale_to_zero
+from infra.ops.sagemaker_endpoint import plan_for, scale_to_zero
 from offload.settings import Settings
 
 
@@ -63,7 +63,7 @@ def test_the_endpoint_scales_between_zero_and_its_maximum_on_its_backlog() -> No
 
 def test_importing_the_deployment_does_not_import_the_sdk() -> None:
     code = (
-        "import json, sys; import infra.sagemaker_endpoint; "
+        "import json, sys; import infra.ops.sagemaker_endpoint; "
         "print(json.dumps('sagemaker' in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 import tasks
 from functions.api.main import create_app
 from functions.completions import main as completions
+from offload.aws.store import JobStore
 from offload.errors import AwsUnavailable
-from offload.sagemaker import SageMakerLane
+from offload.runtime.sagemaker_lane import SageMakerLane
 from offload.settings import Settings
-from offload.store import JobStore
 from tests.integration import jobs
 
 SQS_EVENT = Path(__file__).parents[1] / "fixtures" / "sqs" / "receive-message.json"
@@ -263,7 +263,7 @@ def test_a_retry_whose_invocation_failed_is_sent_when_the_notification_returns(
 ) -> None:
     store = JobStore(settings)
     job = store.get(submit(client))
-    lane = completions.lane
+    lane = completions.lane.invoker
     real_invoke = lane.invoke
 
     def outage(*args: Any) -> Any:

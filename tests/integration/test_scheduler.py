@@ -14,15 +14,17 @@ import pytest
 
 import tasks
 from functions.scheduler import main as scheduler
-from infra.local_events import LocalEvents, schedules
-from offload import celery_protocol, leases, waiting
-from offload.dlq import bury
+from infra.local.events import LocalEvents, schedules
+from offload.aws import celery_protocol, transitions
+from offload.aws.dlq import bury
+from offload.aws.store import JobStore
+from offload.core.holders import ParkedOn
+from offload.core.model import JobError, JobStatus, utcnow
 from offload.errors import UnknownTask
-from offload.job import JobError, JobStatus, utcnow
-from offload.sagemaker import SageMakerLane
+from offload.runtime import claiming
+from offload.runtime.sagemaker_lane import SageMakerLane
+from offload.runtime.stuck import stuck_jobs
 from offload.settings import Settings
-from offload.store import JobStore
-from offload.stuck import stuck_jobs
 from tests.integration import jobs
 
 
@@ -56,7 +58,7 @@ def test_the_sweep_counts_jobs_stuck_past_their_time_limit_per_lane(
     jobs.started_ago(store, "diag.sleep", lane="cpu", hours=0.1, payload={"seconds": 1})
     parked = jobs.started_ago(store, "rag.answer", lane="gpu", hours=2, payload=ASK)
     # Waiting for a job of its own, its recheck ahead: not stuck.
-    jobs.hold_lease(store, parked, waiting.WAITING + "child", utcnow() + timedelta(minutes=5))
+    jobs.hold_lease(store, parked, ParkedOn("child").encoded(), utcnow() + timedelta(minutes=5))
     jobs.pending(store, "embeddings.embed", lane="gpu", payload={"texts": ["x"]})  # waiting
 
     result = scheduler.sweep({}, None)
@@ -120,7 +122,7 @@ def test_a_parked_job_is_stuck_only_once_its_recheck_is_long_overdue(store: JobS
     waiting_fine = jobs.started_ago(store, "rag.answer", lane="gpu", hours=2, payload=ASK)
     for job_id, lease_hours in ((overdue, -1.0), (waiting_fine, 0.05)):
         until = utcnow() + timedelta(hours=lease_hours)
-        jobs.hold_lease(store, job_id, waiting.WAITING + "child", until)
+        jobs.hold_lease(store, job_id, ParkedOn("child").encoded(), until)
     # Started long ago but its lease is live (just resumed, or renewed): not stuck either.
     live = jobs.started_ago(store, "diag.sleep", lane="cpu", hours=2, payload={"seconds": 1})
     jobs.hold_lease(store, live, "w/1", utcnow() + timedelta(seconds=40))
@@ -129,7 +131,7 @@ def test_a_parked_job_is_stuck_only_once_its_recheck_is_long_overdue(store: JobS
     assert settings.wait_recheck_s < 3600  # the overdue one is an hour past its recheck
 
 
-# -- jobs whose message SQS dead-lettered by itself (offload.redriven) --------------------
+# -- jobs whose message SQS dead-lettered by itself (offload.runtime.redriven) --------------------
 
 
 def redriven(settings: Settings, job_id: str, attempt: int = 1) -> None:
@@ -148,7 +150,7 @@ def test_a_job_whose_message_sqs_dead_lettered_ends_failure_naming_task_and_lane
 ) -> None:
     waiting = jobs.pending(store, "diag.sleep", lane="cpu")
     lapsed = jobs.pending(store, "diag.sleep", lane="cpu")
-    leases.claim(store, lapsed, 1, "w/1", lease_s=60, max_attempts=3)
+    claiming.claim(store, lapsed, 1, "w/1", lease_s=60, max_attempts=3)
     jobs.hold_lease(store, lapsed, "w/1", utcnow() - timedelta(seconds=1))
     for job_id in (waiting, lapsed):
         redriven(settings, job_id)
@@ -179,15 +181,15 @@ def test_running_ended_stale_and_our_own_dead_letters_are_left_alone(
     store: JobStore, settings: Settings
 ) -> None:
     running = jobs.pending(store, "diag.sleep", lane="cpu")
-    leases.claim(store, running, 1, "w/1", lease_s=60, max_attempts=3)
+    claiming.claim(store, running, 1, "w/1", lease_s=60, max_attempts=3)
     ended = jobs.pending(store, "diag.sleep", lane="cpu")
-    leases.claim(store, ended, 1, "w/1", lease_s=60, max_attempts=3)
-    store.succeed(ended, 1, {"ok": True})
+    claiming.claim(store, ended, 1, "w/1", lease_s=60, max_attempts=3)
+    store.apply(transitions.succeed(ended, 1, {"ok": True}))
     retried = jobs.pending(store, "diag.sleep", lane="cpu")
-    leases.claim(store, retried, 1, "w/1", lease_s=60, max_attempts=3)
-    store.retry(retried, 1, JobError(type="Boom", message="once"), utcnow())
-    leases.claim(store, retried, 2, "w/1", lease_s=60, max_attempts=3)
-    store.retry(retried, 2, JobError(type="Boom", message="twice"), utcnow())
+    claiming.claim(store, retried, 1, "w/1", lease_s=60, max_attempts=3)
+    store.apply(transitions.retry(retried, 1, JobError(type="Boom", message="once"), utcnow()))
+    claiming.claim(store, retried, 2, "w/1", lease_s=60, max_attempts=3)
+    store.apply(transitions.retry(retried, 2, JobError(type="Boom", message="twice"), utcnow()))
     for job_id in (running, ended):
         redriven(settings, job_id)
     redriven(settings, retried, attempt=1)  # attempt 3 has a message of its own

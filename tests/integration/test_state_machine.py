@@ -29,15 +29,14 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from offload import items
-from offload.cancel import request_cancel, revoke_running
-from offload.dlq import reopen
+from offload.aws import items, transitions
+from offload.aws.cancel import request_cancel
+from offload.aws.store import JobStore
+from offload.core.holders import Worker
+from offload.core.model import ALLOWED, TERMINAL, Job, JobError, JobStatus, utcnow
 from offload.errors import JobStateConflict
-from offload.job import ALLOWED, TERMINAL, Job, JobError, JobStatus, utcnow
-from offload.leases import Verdict, claim, release, renew
+from offload.runtime.claiming import Verdict, claim
 from offload.settings import Settings
-from offload.store import JobStore
-from offload.waiting import park, waits_for, wake
 from tests.integration import jobs
 
 MAX_ATTEMPTS = 3
@@ -57,16 +56,17 @@ class Run:
 
 def _lapse(store: JobStore, job_id: str, field: str) -> None:
     """Let time pass for `field` (a lease or a retry's due time): it lies in the past now."""
-    store.write(
+    jobs.doctor(
+        store,
         job_id,
-        f"let {field} pass",
-        condition=f"attribute_exists({field}) AND #status IN (:started, :retry)",
-        values={
+        f"SET {field} = :then",
+        {
             ":started": {"S": JobStatus.STARTED.value},
             ":retry": {"S": JobStatus.RETRY.value},
             ":then": items.timestamp(utcnow() - timedelta(seconds=5)),
         },
-        update=f"SET {field} = :then",
+        condition=f"attribute_exists({field}) AND #status IN (:started, :retry)",
+        names={"#status": "status"},
     )
 
 
@@ -156,14 +156,22 @@ class JobLife(RuleBasedStateMachine):
             outcome = outcome if run.attempt < MAX_ATTEMPTS else "fail"
         try:
             if outcome == "succeed":
-                self.store.succeed(self.job_id, run.attempt, {"ok": True}, lease_owner=worker)
+                self.store.apply(
+                    transitions.succeed(
+                        self.job_id, run.attempt, {"ok": True}, holder=Worker(worker)
+                    )
+                )
             elif outcome.startswith("retry"):
                 due = utcnow() + timedelta(seconds=60 if outcome == "retry later" else -1)
-                self.store.retry(self.job_id, run.attempt, BOOM, due, lease_owner=worker)
+                self.store.apply(
+                    transitions.retry(self.job_id, run.attempt, BOOM, due, holder=Worker(worker))
+                )
             elif outcome == "fail":
-                self.store.fail(self.job_id, run.attempt, BOOM, lease_owner=worker)
+                self.store.apply(
+                    transitions.fail(self.job_id, run.attempt, BOOM, holder=Worker(worker))
+                )
             else:
-                revoke_running(self.store, self.job_id, run.attempt)
+                self.store.apply(transitions.revoke_running(self.job_id, run.attempt))
         except JobStateConflict:
             assert not holds, f"{worker} still ran {run} but its end was refused"
             return
@@ -177,7 +185,7 @@ class JobLife(RuleBasedStateMachine):
         worker = list(self.runs)[pick % len(self.runs)]
         before = self.job()
         try:
-            renew(self.store, self.job_id, worker, LEASE_S)
+            self.store.apply(transitions.renew(self.job_id, Worker(worker), LEASE_S))
         except JobStateConflict:
             assert before.lease_owner != worker or before.status is not JobStatus.STARTED
             del self.runs[worker]
@@ -193,7 +201,9 @@ class JobLife(RuleBasedStateMachine):
         worker = current[pick % len(current)]
         run = self.runs.pop(worker)
         try:
-            park(self.store, self.job_id, run.attempt, worker, CHILD, LEASE_S)
+            self.store.apply(
+                transitions.park(self.job_id, run.attempt, Worker(worker), CHILD, LEASE_S)
+            )
         except JobStateConflict:
             return  # lost its lease, or cancelled: its worker stops or revokes instead
         self.parked[run] = self.parked.get(run, 0) + 1
@@ -207,7 +217,7 @@ class JobLife(RuleBasedStateMachine):
         self.stale_generation.discard(worker)
         if stops:
             try:
-                release(self.store, self.job_id, worker)
+                self.store.apply(transitions.release(self.job_id, Worker(worker)))
             except JobStateConflict:
                 pass  # it no longer held the lease
 
@@ -232,15 +242,15 @@ class JobLife(RuleBasedStateMachine):
         except JobStateConflict as conflict:
             assert conflict.current is not None and conflict.current.status.terminal
 
-    @precondition(lambda self: self.seen is not None and waits_for(self.seen) is not None)
+    @precondition(lambda self: self.seen is not None and self.seen.parked_on is not None)
     @rule()
     def child_ends(self) -> None:
         """The job waited for ends and wakes its parent."""
         try:
-            wake(self.store, self.job_id, CHILD)
+            self.store.apply(transitions.wake(self.job_id, CHILD))
         except JobStateConflict as conflict:
             job = conflict.current
-            assert job is None or job.status is not JobStatus.STARTED or waits_for(job) != CHILD
+            assert job is None or job.status is not JobStatus.STARTED or job.parked_on != CHILD
 
     @precondition(lambda self: self._seen_in(JobStatus.FAILURE))
     @rule()
@@ -248,7 +258,7 @@ class JobLife(RuleBasedStateMachine):
         """An operator replays the dead letter: FAILURE -> PENDING, a new generation."""
         job = self.job()
         try:
-            reopen(self.store, job)
+            self.store.apply(transitions.reopen(job))
         except JobStateConflict:
             assert job.status is not JobStatus.FAILURE
             return
@@ -328,9 +338,11 @@ class JobLife(RuleBasedStateMachine):
             assert claimed.verdict in (Verdict.RUN, Verdict.SKIP, Verdict.LOST), claimed
             if claimed.verdict is Verdict.RUN:
                 if claimed.attempt < MAX_ATTEMPTS:
-                    self.store.retry(self.job_id, claimed.attempt, BOOM, utcnow())
+                    self.store.apply(
+                        transitions.retry(self.job_id, claimed.attempt, BOOM, utcnow())
+                    )
                 else:
-                    self.store.fail(self.job_id, claimed.attempt, BOOM)
+                    self.store.apply(transitions.fail(self.job_id, claimed.attempt, BOOM))
         raise AssertionError(f"job left without a way to end: {self.job()}")
 
 
@@ -353,12 +365,14 @@ def test_a_late_end_from_before_a_replay_is_refused(settings: Settings) -> None:
     assert claim(store, job_id, 1, "stalled", LEASE_S, MAX_ATTEMPTS).verdict is Verdict.RUN
     _lapse(store, job_id, "lease_expires_at")
     assert claim(store, job_id, 1, "w2", LEASE_S, MAX_ATTEMPTS).attempt == 2  # a takeover
-    store.fail(job_id, 2, BOOM)
-    reopen(store, store.get(job_id))
+    store.apply(transitions.fail(job_id, 2, BOOM))
+    store.apply(transitions.reopen(store.get(job_id)))
     assert claim(store, job_id, 1, "w3", LEASE_S, MAX_ATTEMPTS).verdict is Verdict.RUN
     # The stalled worker of the first run's attempt 1 wakes up and reports its result.
     # Attempt numbers start again at a replay; lease holders do not (the worker's Attempt
     # ends with its own name as the lease owner).
     with pytest.raises(JobStateConflict):
-        store.succeed(job_id, 1, {"from": "before the replay"}, lease_owner="stalled")
+        store.apply(
+            transitions.succeed(job_id, 1, {"from": "before the replay"}, holder=Worker("stalled"))
+        )
     assert store.get(job_id).status is JobStatus.STARTED

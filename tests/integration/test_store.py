@@ -4,14 +4,16 @@ from datetime import timedelta
 
 import pytest
 
-from offload import store as store_module
-from offload.dlq import reopen
+from offload.aws import store as store_module
+from offload.aws import transitions
+from offload.aws.items import INDEX_SHARDS, InvalidCursor, to_item
+from offload.aws.store import JobStore
+from offload.aws.writes import guard_of
+from offload.core.holders import Worker
+from offload.core.model import Job, JobError, JobStatus, Progress, utcnow
+from offload.core.moves import Transition
 from offload.errors import JobAlreadyExists, JobNotFound, JobStateConflict
-from offload.items import INDEX_SHARDS, InvalidCursor, to_item
-from offload.job import Job, JobError, JobStatus, Progress, utcnow
-from offload.leases import begin
 from offload.settings import Settings
-from offload.store import JobStore
 from tests.integration import jobs
 
 
@@ -22,7 +24,11 @@ def new_job(caller: str = "local", task: str = "diag.sleep", max_attempts: int =
 def start(store: JobStore, job_id: str, attempt: int) -> Job:
     """Begin `attempt` of a job waiting for it (PENDING for the first, RETRY after)."""
     source = JobStatus.PENDING if attempt == 1 else JobStatus.RETRY
-    return begin(store, job_id, source=source, attempts=attempt - 1, owner="w/1", lease_s=60)
+    return store.apply(
+        transitions.claim(
+            job_id, source=source, attempts=attempt - 1, holder=Worker("w/1"), lease_s=60
+        )
+    )
 
 
 @pytest.fixture
@@ -37,9 +43,9 @@ def test_a_job_goes_from_pending_to_success(store: JobStore) -> None:
     started = start(store, job.job_id, 1)
     assert started.status is JobStatus.STARTED and started.attempts == 1
     assert started.started_at is not None
-    store.report_progress(job.job_id, 1, Progress(percent=50, message="half"))
+    store.apply(transitions.report_progress(job.job_id, 1, Progress(percent=50, message="half")))
     assert store.get(job.job_id).progress == Progress(percent=50, message="half")
-    done = store.succeed(job.job_id, 1, {"ok": [1, 2.5]})
+    done = store.apply(transitions.succeed(job.job_id, 1, {"ok": [1, 2.5]}))
     assert done.status is JobStatus.SUCCESS
     assert done.result == {"ok": [1, 2.5]}
     assert done.finished_at is not None and done.payload == {"seconds": 1}
@@ -50,10 +56,12 @@ def test_retry_then_failure_keeps_the_last_error(store: JobStore) -> None:
     store.create(job)
     start(store, job.job_id, 1)
     later = utcnow() + timedelta(seconds=5)
-    retry = store.retry(job.job_id, 1, JobError(type="Boom", message="first"), later)
+    retry = store.apply(
+        transitions.retry(job.job_id, 1, JobError(type="Boom", message="first"), later)
+    )
     assert retry.status is JobStatus.RETRY and retry.next_attempt_at is not None
     start(store, job.job_id, 2)
-    failed = store.fail(job.job_id, 2, JobError(type="Boom", message="second"))
+    failed = store.apply(transitions.fail(job.job_id, 2, JobError(type="Boom", message="second")))
     assert failed.status is JobStatus.FAILURE and failed.attempts == 2
     assert failed.error == JobError(type="Boom", message="second")
     assert failed.next_attempt_at is None
@@ -83,16 +91,20 @@ def test_a_write_whose_answer_was_lost_is_done_not_a_conflict(store: JobStore) -
     again = start(store, job.job_id, 1)  # not "STARTED by someone": it is this claim's own
     assert (again.status, again.attempts, again.lease_owner) == (JobStatus.STARTED, 1, "w/1")
     assert again.lease_expires_at == started.lease_expires_at
-    assert store.succeed(job.job_id, 1, {"n": 1}) == store.succeed(job.job_id, 1, {"n": 1})
+    assert store.apply(transitions.succeed(job.job_id, 1, {"n": 1})) == store.apply(
+        transitions.succeed(job.job_id, 1, {"n": 1})
+    )
 
 
 def test_another_writer_is_still_a_conflict_whatever_its_state(store: JobStore) -> None:
     job = new_job()
     store.create(job)
     start(store, job.job_id, 1)
-    store.succeed(job.job_id, 1, {"n": 1})
+    store.apply(transitions.succeed(job.job_id, 1, {"n": 1}))
     with pytest.raises(JobStateConflict):
-        store.succeed(job.job_id, 1, {"n": 1})  # the same state, but a write of its own
+        store.apply(
+            transitions.succeed(job.job_id, 1, {"n": 1})
+        )  # the same state, but a write of its own
 
 
 def test_duplicate_delivery_cannot_start_the_same_attempt_twice(store: JobStore) -> None:
@@ -109,17 +121,17 @@ def test_a_stale_writer_cannot_overwrite_a_newer_state(store: JobStore) -> None:
     job = new_job()
     store.create(job)
     start(store, job.job_id, 1)
-    store.retry(job.job_id, 1, JobError(type="E", message="m"), utcnow())
+    store.apply(transitions.retry(job.job_id, 1, JobError(type="E", message="m"), utcnow()))
     start(store, job.job_id, 2)
     # attempt 1's late success must not land on attempt 2
     with pytest.raises(JobStateConflict):
-        store.succeed(job.job_id, 1, "late")
+        store.apply(transitions.succeed(job.job_id, 1, "late"))
     with pytest.raises(JobStateConflict):
-        store.report_progress(job.job_id, 1, Progress(percent=1))
-    store.succeed(job.job_id, 2, "right")
+        store.apply(transitions.report_progress(job.job_id, 1, Progress(percent=1)))
+    store.apply(transitions.succeed(job.job_id, 2, "right"))
     # and nothing moves a terminal job
     with pytest.raises(JobStateConflict, match="SUCCESS"):
-        store.fail(job.job_id, 2, JobError(type="E", message="m"))
+        store.apply(transitions.fail(job.job_id, 2, JobError(type="E", message="m")))
     assert store.get(job.job_id).result == "right"
 
 
@@ -127,9 +139,9 @@ def test_moves_outside_the_design_are_refused(store: JobStore) -> None:
     job = new_job()
     store.create(job)
     with pytest.raises(JobStateConflict):  # PENDING -> SUCCESS skips STARTED
-        store.succeed(job.job_id, 0, "x")
+        store.apply(transitions.succeed(job.job_id, 0, "x"))
     with pytest.raises(JobStateConflict):  # PENDING -> RETRY
-        store.retry(job.job_id, 0, JobError(type="E", message="m"), utcnow())
+        store.apply(transitions.retry(job.job_id, 0, JobError(type="E", message="m"), utcnow()))
 
 
 def test_unknown_job(store: JobStore) -> None:
@@ -199,8 +211,8 @@ def test_jobs_are_in_the_in_flight_index_until_they_end_and_failures_in_theirs(
     for job in (done, failed, running):
         store.create(job)
         start(store, job.job_id, 1)
-    store.succeed(done.job_id, 1, None)
-    store.fail(failed.job_id, 1, JobError(type="Boom", message="m"))
+    store.apply(transitions.succeed(done.job_id, 1, None))
+    store.apply(transitions.fail(failed.job_id, 1, JobError(type="Boom", message="m")))
     # Across every shard of the cpu lane; other lanes' jobs are not there.
     gpu = jobs.new_job("embeddings.embed", lane="gpu", payload={"texts": ["x"]})
     store.create(gpu)
@@ -212,7 +224,7 @@ def test_jobs_are_in_the_in_flight_index_until_they_end_and_failures_in_theirs(
     assert store.failed_since(utcnow() + timedelta(seconds=1)) == []
 
     # A replay takes the job out of the failures and back into flight.
-    reopen(store, store.get(failed.job_id))
+    store.apply(transitions.reopen(store.get(failed.job_id)))
     assert store.failed_since(utcnow() - timedelta(minutes=1)) == []
     assert {j.job_id for j in store.in_flight("cpu", soon)} == {running.job_id, failed.job_id}
 
@@ -232,12 +244,7 @@ def test_a_write_without_a_set_clause_still_carries_its_token(store: JobStore) -
     job = new_job()
     store.create(job)
     start(store, job.job_id, 1)
-    store.report_progress(job.job_id, 1, Progress(percent=10, message="a tenth"))
-    item = store.write(
-        job.job_id,
-        "drop the progress",
-        condition="#status = :started",
-        values={":started": {"S": "STARTED"}},
-        update="REMOVE progress",
-    )
+    store.apply(transitions.report_progress(job.job_id, 1, Progress(percent=10, message="a tenth")))
+    store.apply(guard_of(Transition.REPORT_PROGRESS, job.job_id).remove("progress").write())
+    item = store.client.get_item(TableName=store.table, Key={"job_id": {"S": job.job_id}})["Item"]
     assert item is not None and "progress" not in item and "write_token" in item

@@ -7,11 +7,12 @@ from datetime import timedelta
 
 import pytest
 
-from offload import leases
-from offload.job import JobError, JobStatus, utcnow
+from offload.aws import transitions
+from offload.aws.store import JobStore
+from offload.core.model import JobError, JobStatus, utcnow
+from offload.runtime import claiming
+from offload.runtime.unrunnable import fail_unrunnable, unrunnable_error
 from offload.settings import Settings
-from offload.store import JobStore
-from offload.unrunnable import fail_unrunnable, unrunnable_error
 from tests.integration.jobs import hold_lease, pending
 
 ERROR = unrunnable_error("app.private", "cpu", "no worker of this lane has the task")
@@ -41,8 +42,8 @@ def test_a_pending_job_fails_with_one_attempt(settings: Settings) -> None:
 def test_a_retry_fails_as_its_next_attempt(settings: Settings) -> None:
     store = JobStore(settings)
     job_id = pending(store, "app.private")
-    leases.claim(store, job_id, 1, "w/1", lease_s=60, max_attempts=3)
-    store.retry(job_id, 1, JobError(type="Boom", message="once"), utcnow())
+    claiming.claim(store, job_id, 1, "w/1", lease_s=60, max_attempts=3)
+    store.apply(transitions.retry(job_id, 1, JobError(type="Boom", message="once"), utcnow()))
     job = fail_unrunnable(store, job_id, ERROR, "w/2")
     assert job is not None
     assert (job.status, job.attempts, job.error) == (JobStatus.FAILURE, 2, ERROR)
@@ -56,7 +57,7 @@ def test_a_started_job_fails_only_once_its_lease_lapsed(
 ) -> None:
     store = JobStore(settings)
     job_id = pending(store, "app.private")
-    leases.claim(store, job_id, 1, "w/1", lease_s=60, max_attempts=3)
+    claiming.claim(store, job_id, 1, "w/1", lease_s=60, max_attempts=3)
     hold_lease(store, job_id, "w/1", utcnow() + timedelta(seconds=-5 if lapsed else 60))
     job = fail_unrunnable(store, job_id, ERROR, "w/2")
     assert job is not None and job.status is ends
@@ -66,8 +67,8 @@ def test_a_started_job_fails_only_once_its_lease_lapsed(
 def test_an_ended_job_is_left_and_a_missing_one_is_none(settings: Settings) -> None:
     store = JobStore(settings)
     job_id = pending(store, "app.private")
-    leases.claim(store, job_id, 1, "w/1", lease_s=60, max_attempts=3)
-    store.succeed(job_id, 1, {"ok": True})
+    claiming.claim(store, job_id, 1, "w/1", lease_s=60, max_attempts=3)
+    store.apply(transitions.succeed(job_id, 1, {"ok": True}))
     job = fail_unrunnable(store, job_id, ERROR, "w/2")
     assert job is not None and job.status is JobStatus.SUCCESS and job.error is None
     assert fail_unrunnable(store, "no-such-job", ERROR, "w/2") is None

@@ -16,16 +16,23 @@ import boto3
 import pytest
 
 import tasks
-from offload import celery_protocol, execution, waiting
-from offload.cancel import request_cancel
-from offload.context import JobContext
+from offload.aws import celery_protocol, transitions
+from offload.aws.cancel import request_cancel
+from offload.aws.queues import QueuePublisher
+from offload.aws.sagemaker import Notification
+from offload.aws.store import JobStore
+from offload.aws.writes import Write
+from offload.core.context import JobContext
+from offload.core.holders import Worker
+from offload.core.model import Job, JobStatus, utcnow
+from offload.core.moves import Transition
 from offload.errors import AwsUnavailable, JobStateConflict
-from offload.execution import Attempt, Outcome
-from offload.job import Job, JobStatus, utcnow
-from offload.queues import QueuePublisher
-from offload.sagemaker import Notification, SageMakerLane
+from offload.runtime import waiting
+from offload.runtime.attempt import Attempt
+from offload.runtime.outcomes import Outcome
+from offload.runtime.sagemaker_lane import SageMakerLane
 from offload.settings import Settings
-from offload.store import JobStore
+from offload.submit.children import ChildJobs
 from tests.integration import jobs
 from tests.integration.test_rag import index
 
@@ -42,7 +49,9 @@ def deliver(settings: Settings, job_id: str, attempt: int = 1) -> Outcome:
     """One delivery of the parent's message, as a gpu worker runs it."""
     store = JobStore(settings)
     spec = tasks.catalog().get("rag.answer")
-    return Attempt(store, spec, job_id, attempt, store.get(job_id).payload, owner="w/1").run()
+    payload = store.get(job_id).payload
+    submitter = ChildJobs(tasks.catalog(), store)
+    return Attempt(store, spec, job_id, attempt, payload, owner="w/1", submitter=submitter).run()
 
 
 def ask(settings: Settings, payload: dict[str, Any] = QUESTION) -> str:
@@ -60,7 +69,7 @@ def parked_on_generation(settings: Settings) -> tuple[str, Job]:
 
 def child_of(settings: Settings, parent_id: str) -> Job:
     parent = JobStore(settings).get(parent_id)
-    child_id = waiting.waits_for(parent)
+    child_id = parent.parked_on
     assert child_id is not None, parent
     return JobStore(settings).get(child_id)
 
@@ -82,12 +91,13 @@ def infer(settings: Settings, child: Job, output: Any = None, failure: str | Non
 
 def as_if_due(settings: Settings, job_id: str, field: str) -> None:
     """Move a job's wait (`lease_expires_at`) or backoff (`next_attempt_at`) into the past."""
-    JobStore(settings).write(
+    jobs.doctor(
+        JobStore(settings),
         job_id,
-        f"age {field}",
+        f"SET {field} = :past",
+        {":past": {"S": "2026-01-01T00:00:00.000000Z"}, ":gone": {"S": "SUCCESS"}},
         condition=f"attribute_exists({field}) AND #status <> :gone",
-        values={":past": {"S": "2026-01-01T00:00:00.000000Z"}, ":gone": {"S": "SUCCESS"}},
-        update=f"SET {field} = :past",
+        names={"#status": "status"},
     )
 
 
@@ -286,15 +296,9 @@ def test_a_cancel_after_the_wait_fell_due_cannot_race_the_resume(on_sagemaker: S
     parked = store.get(parent_id)
     # The cancel flags the job between a delivery's read and its resume: the resume is
     # refused, and the delivery revokes it instead of running it.
-    store.write(
-        parent_id,
-        "flag it",
-        condition="#status = :started",
-        values={":started": {"S": "STARTED"}, ":yes": {"BOOL": True}},
-        update="SET cancel_requested = :yes",
-    )
+    store.apply(transitions.flag_cancel(parent_id))
     with pytest.raises(JobStateConflict):
-        waiting.resume(store, parked, "w/2", 60)
+        store.apply(transitions.resume(parked, Worker("w/2"), 60))
     assert deliver(on_sagemaker, parent_id).status is None
     assert store.get(parent_id).status is JobStatus.REVOKED
 
@@ -304,15 +308,15 @@ def test_a_park_tries_again_through_a_short_store_outage(
 ) -> None:
     index(on_sagemaker, caller="al")
     parent_id = ask(on_sagemaker)
-    monkeypatch.setattr(execution, "_PARK_PAUSES_S", (0.01, 0.01))
-    real_park = waiting.park
+    monkeypatch.setattr(waiting, "_PARK_PAUSES_S", (0.01, 0.01))
+    real_apply = JobStore.apply
     failures = [AwsUnavailable("DynamoDB", "throttled")] * 2
 
-    def flaky_park(*args: Any) -> Any:
-        if failures:
+    def flaky_park(self: JobStore, write: Write, **kwargs: Any) -> Any:
+        if write.transition is Transition.PARK and failures:
             raise failures.pop()
-        return real_park(*args)
+        return real_apply(self, write, **kwargs)
 
-    monkeypatch.setattr(execution, "park", flaky_park)
+    monkeypatch.setattr(JobStore, "apply", flaky_park)
     assert deliver(on_sagemaker, parent_id).waits_for is not None
-    assert waiting.waits_for(JobStore(on_sagemaker).get(parent_id)) is not None
+    assert JobStore(on_sagemaker).get(parent_id).parked_on is not None

@@ -19,13 +19,13 @@ from fastapi.testclient import TestClient
 
 import tasks
 from functions.api.main import create_app
-from infra.dev import LOCAL_WEBHOOK_NETWORKS
-from offload.inline import InlineRunner
-from offload.job import Job, JobStatus
+from infra.local.dev import LOCAL_WEBHOOK_NETWORKS
+from offload.aws.queues import QueuePublisher
+from offload.aws.store import JobStore
+from offload.core.model import Job, JobStatus
 from offload.outbound import parse_networks, post_json, refusal
-from offload.queues import QueuePublisher
+from offload.runtime.inline import InlineRunner
 from offload.settings import Settings
-from offload.store import JobStore
 from tasks.notify import DELIVERY_HEADER, SIGNATURE_HEADER, signature
 from tests.integration import jobs
 

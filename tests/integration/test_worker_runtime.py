@@ -9,12 +9,13 @@ from typing import Any
 import boto3
 import pytest
 
-from offload import JobContext, Payload, celery_protocol
-from offload.catalog import Catalog
-from offload.job import JobError, JobStatus, utcnow
-from offload.leases import claim
+from offload import JobContext, Payload
+from offload.aws import celery_protocol, transitions
+from offload.aws.store import JobStore
+from offload.core.catalog import Catalog
+from offload.core.model import JobError, JobStatus, utcnow
+from offload.runtime.claiming import claim
 from offload.settings import Settings
-from offload.store import JobStore
 from tests.integration import jobs
 from workers.runtime import Runtime
 
@@ -146,7 +147,9 @@ def test_a_retry_due_after_sqs_s_longest_delay_is_sent_again_in_steps(
 ) -> None:
     job_id = pending(runtime.store, "t.ok", {"n": 1})
     claim(runtime.store, job_id, 1, "w/1", 30, 3)
-    runtime.store.retry(job_id, 1, JobError(type="E", message="m"), utcnow() + timedelta(hours=1))
+    runtime.store.apply(
+        transitions.retry(job_id, 1, JobError(type="E", message="m"), utcnow() + timedelta(hours=1))
+    )
     # the retry's message, delayed 15 minutes (SQS's most), arrives 45 minutes early
     outcome = runtime.execute(catalog.get("t.ok"), job_id, {"n": 1}, 2, "w/2")
     assert outcome.status is None and outcome.wait_s is not None and outcome.wait_s > 3500
@@ -165,26 +168,28 @@ def outage_then_back(
     failures: int,
     landed: bool = False,
 ) -> list[float]:
-    """`store.<method>` fails `failures` times as a store outage (`landed`: the write was
-    done each time, only its answer lost), then works; the pauses between tries are
-    recorded instead of slept."""
-    from offload import execution
+    """The store's `<method>` transition fails `failures` times as a store outage (`landed`:
+    the write was done each time, only its answer lost), then works; the pauses between
+    tries are recorded instead of slept."""
+    from offload.aws.writes import Write
+    from offload.core.moves import Transition
     from offload.errors import AwsUnavailable
+    from offload.runtime import attempt
 
-    real = getattr(store, method)
+    real = store.apply
     left = [failures]
 
-    def flaky(*args: Any, **kwargs: Any) -> Any:
-        if left[0]:
+    def flaky(write: Write, **kwargs: Any) -> Any:
+        if left[0] and write.transition is Transition(method):
             left[0] -= 1
             if landed:
-                real(*args, **kwargs)
+                real(write, **kwargs)
             raise AwsUnavailable("DynamoDB", "503")
-        return real(*args, **kwargs)
+        return real(write, **kwargs)
 
     pauses: list[float] = []
-    monkeypatch.setattr(store, method, flaky)
-    monkeypatch.setattr(execution.time, "sleep", pauses.append)  # type: ignore[attr-defined]
+    monkeypatch.setattr(store, "apply", flaky)
+    monkeypatch.setattr(attempt.time, "sleep", pauses.append)  # type: ignore[attr-defined]
     return pauses
 
 

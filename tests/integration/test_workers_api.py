@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from functions.api.main import create_app
-from offload.fleet import WorkerIdentity, WorkerRegistry
-from offload.job import utcnow
+from offload.aws.fleet import WorkerIdentity, WorkerRegistry
+from offload.core.model import utcnow
 from offload.settings import Settings
 
 

@@ -1,4 +1,4 @@
-"""Tiny Lambda handler modules that tests run under awslambdaric through `infra.lambda_local`."""
+"""Tiny Lambda handler modules that tests run under awslambdaric (`infra.local.lambda_emulator`)."""
 
 from __future__ import annotations
 

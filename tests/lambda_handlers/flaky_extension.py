@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from offload.lambda_extension import InternalExtension
+from offload.aws_lambda.extension import InternalExtension
 from tests.lambda_handlers import LambdaContext
 
 handled: list[str] = []

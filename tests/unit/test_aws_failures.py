@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 
-from offload.aws import unavailable_as
+from offload.aws.clients import unavailable_as
 from offload.errors import AwsUnavailable
 
 

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from offload.backoff import retry_delay
+from offload.core.backoff import retry_delay
 
 
 def test_delay_stays_under_the_exponential_ceiling() -> None:

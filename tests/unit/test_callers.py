@@ -5,9 +5,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from offload.callers import LOCAL_CALLER, Callers
 from offload.errors import Forbidden, Unauthenticated
 from offload.settings import Settings
+from offload.web.callers import LOCAL_CALLER, Callers
 
 
 def jwt_event(claims: dict[str, Any] | None) -> dict[str, Any]:

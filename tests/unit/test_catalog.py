@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from pydantic import Field
 
-from offload.catalog import INLINE_MAX_TIMEOUT_S, Catalog, Payload
+from offload.core.catalog import INLINE_MAX_TIMEOUT_S, Catalog, Payload
 from offload.errors import InvalidPayload, TaskDeclarationError, UnknownTask
 
 

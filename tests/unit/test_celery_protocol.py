@@ -3,7 +3,7 @@ from __future__ import annotations
 import base64
 import json
 
-from offload import celery_protocol
+from offload.aws import celery_protocol
 
 
 def test_round_trip_keeps_task_id_kwargs_and_route() -> None:

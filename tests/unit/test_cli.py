@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.cli import _describe, main
-from infra.dev import passed_settings
+from infra.local.dev import passed_settings
+from infra.ops.cli import _describe, main
 from offload.settings import get_settings
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.dev import Child, LocalSystem, RestartLimit
+from infra.local.dev import Child, LocalSystem, RestartLimit
 
 CRASH = [sys.executable, "-c", "print('starting'); print('CRITICAL Unrecoverable error: boom')"]
 CRASH[-1] += "; raise SystemExit(1)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.fault_plan import FaultPlan, FaultSpecError, Rates, identify
+from infra.local.fault_plan import FaultPlan, FaultSpecError, Rates, identify
 
 SIGV4 = (
     "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{}/aws4_request, "

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from offload.job import ALLOWED, TERMINAL, Job, JobStatus, can_move, isoformat, sources_of
+from offload.core.model import ALLOWED, TERMINAL, Job, JobStatus, can_move, isoformat, sources_of
 
 S = JobStatus
 

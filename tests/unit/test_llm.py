@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from infra.llm_local import LocalLlm, extractive_answer
+from infra.local.llm import LocalLlm, extractive_answer
 from offload.settings import Settings
 from tasks import llm
 

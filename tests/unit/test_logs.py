@@ -5,11 +5,11 @@ import subprocess
 import sys
 from typing import Any
 
-from offload.logs import WITHHELD, job_id_var, log_context, request_id_var
+from offload.observability.logs import WITHHELD, job_id_var, log_context, request_id_var
 
 PROBE = """
 import logging
-from offload import logs
+from offload.observability import logs
 logs.configure("probe-service")
 log = logging.getLogger("some.module")
 log.info("before")
@@ -42,7 +42,7 @@ def test_the_context_is_restored_after_the_block() -> None:
 
 WITHHOLDING_PROBE = """
 import logging, sys
-from offload import logs
+from offload.observability import logs
 from offload.errors import AwsUnavailable
 logs.configure("probe", "DEBUG", error_messages=sys.argv[1] == "on")
 log = logging.getLogger("tasks.mine")
@@ -93,7 +93,7 @@ def test_exception_messages_are_logged_when_configured() -> None:
 
 CELERY_PROBE = """
 import logging
-from offload import logs
+from offload.observability import logs
 logs.configure("probe")
 context = {"id": "j1", "name": "diag.x", "exc": "ValueError('SECRET-EXC')",
            "traceback": "Traceback ... SECRET-TB", "args": "()", "kwargs": "{'p': 'SECRET-KW'}",

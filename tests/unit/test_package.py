@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from infra.bytecode import compile_bytecode, runtime_python
-from infra.lambda_target import (
+from infra.packaging.bytecode import compile_bytecode, runtime_python
+from infra.packaging.lambda_target import (
     InstalledDist,
     LambdaTarget,
     PackageError,
@@ -26,7 +26,7 @@ from infra.lambda_target import (
     reachable,
     wheel_tags_supported,
 )
-from infra.package import PROJECT_PACKAGES, ROOT, requirements, strip, write_zip
+from infra.packaging.package import PROJECT_PACKAGES, ROOT, requirements, strip, write_zip
 from infra.template import load_template
 
 X86 = LambdaTarget("python3.12", "x86_64")

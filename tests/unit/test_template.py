@@ -9,9 +9,9 @@ from typing import Any, Literal
 import pytest
 
 from infra.template import TemplateError, load_template, references, resolve
-from offload.catalog import INLINE_MAX_TIMEOUT_S
+from offload.aws.store import CALLER_INDEX, CALLER_INFLIGHT_INDEX, FAILED_INDEX, INFLIGHT_INDEX
+from offload.core.catalog import INLINE_MAX_TIMEOUT_S
 from offload.settings import Settings
-from offload.store import CALLER_INDEX, CALLER_INFLIGHT_INDEX, FAILED_INDEX, INFLIGHT_INDEX
 
 TAGS_YAML = """
 Resources:
@@ -231,7 +231,7 @@ def test_template_declares_the_workers_table(resources: dict[str, Any]) -> None:
     props = table["Properties"]
     assert props["TableName"] == {"Fn::Sub": "${AWS::StackName}-workers"}
     assert props["BillingMode"] == "PAY_PER_REQUEST"
-    # offload.fleet: one partition per lane, a worker per item; read with one Query a lane.
+    # offload.aws.fleet: one partition per lane, a worker per item; read with one Query a lane.
     assert props["KeySchema"] == [
         {"AttributeName": "lane", "KeyType": "HASH"},
         {"AttributeName": "worker_id", "KeyType": "RANGE"},

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import tasks
-from infra.local_events import SCHEDULED_TIME
+from infra.local.events import SCHEDULED_TIME
 from infra.template import load_template
 
 LANES = ("Cpu", "Gpu")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from offload import Batch, Payload
-from offload.catalog import Catalog
+from offload.core.catalog import Catalog
 from workers.warmup import wait_until_warm, warm
 
 loaded: list[str] = []

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.api.schemas import error_responses
-from offload.dlq import DeadLetter
+from offload.aws.dlq import DeadLetter
 from offload.fastapi import OffloadDep, OperatorDep
 from offload.settings import QueueLane
 

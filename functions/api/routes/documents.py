@@ -15,7 +15,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.api.schemas import error_responses
-from offload import aws
+from offload.aws import clients
 from offload.fastapi import JobsDep, OffloadDep
 from tasks.text import CHUNK_CHARS, chunk
 
@@ -67,9 +67,9 @@ async def ingest(
     settings = offload.settings
     bucket, key = settings.bucket_name(), f"documents/{document_id}.json"
     body = json.dumps({"title": doc.title, "text": doc.text, "chunks": chunks}).encode()
-    with aws.unavailable_as("S3"):
+    with clients.unavailable_as("S3"):
         await asyncio.to_thread(
-            aws.s3(settings).put_object,
+            clients.s3(settings).put_object,
             Bucket=bucket,
             Key=key,
             Body=body,

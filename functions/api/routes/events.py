@@ -21,9 +21,9 @@ from fastapi import APIRouter, Header
 from fastapi.responses import StreamingResponse
 
 from functions.api.schemas import JobView, error_responses
+from offload.core.model import Job, isoformat
 from offload.fastapi import JobsDep
-from offload.job import Job, isoformat
-from offload.lambda_inline import serving
+from offload.web.integration import serving
 
 router = APIRouter(tags=["jobs"])
 

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from functions.api.schemas import JobPage, JobView, SubmitJob, error_responses
+from offload.core.model import JobStatus
 from offload.fastapi import JobsDep
-from offload.job import JobStatus
 
 router = APIRouter(tags=["jobs"])
 

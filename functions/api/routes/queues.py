@@ -8,9 +8,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from functions.api.schemas import error_responses
+from offload.aws.queue_depths import LaneDepth, lane_depth
+from offload.aws.queues import QUEUE_LANES
 from offload.fastapi import OffloadDep, OperatorDep
-from offload.queue_depths import LaneDepth, lane_depth
-from offload.queues import QUEUE_LANES
 
 router = APIRouter(tags=["operations"], responses=error_responses(403))
 

@@ -1,6 +1,6 @@
 """`GET /workers`: the live workers of each queue lane, for operators (the dashboard polls it).
 
-Read from the fleet's table (offload.fleet), which every worker's heartbeat writes: SQS has
+Read from the fleet's table (offload.aws.fleet), which every worker's heartbeat writes: SQS has
 no broadcast, so nothing can ask the workers themselves.
 """
 
@@ -13,10 +13,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from functions.api.schemas import error_responses
+from offload.aws.fleet import SILENT_AFTER_BEATS, LaneWorkers, WorkerRegistry
+from offload.aws.queues import QUEUE_LANES
+from offload.core.model import utcnow
 from offload.fastapi import OffloadDep, OperatorDep
-from offload.fleet import SILENT_AFTER_BEATS, LaneWorkers, WorkerRegistry
-from offload.job import utcnow
-from offload.queues import QUEUE_LANES
 
 router = APIRouter(tags=["operations"], responses=error_responses(403))
 

@@ -1,0 +1,1 @@
+"""Operations: the `offload` CLI, `offload review`, SageMaker endpoint deployment."""

@@ -1,0 +1,1 @@
+"""The API function's deployment package for template.yaml's runtime."""

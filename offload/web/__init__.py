@@ -1,0 +1,1 @@
+"""offload in FastAPI: `Offload`, `JobsDep`, who the caller is, request ids."""
