@@ -23,7 +23,7 @@ from typing import Any, Literal
 from offload.aws import claims, clients, transitions
 from offload.aws.job_services import AwsJobServices
 from offload.aws.store import JobStore
-from offload.core.catalog import Catalog, TaskSpec
+from offload.core.catalog import TaskSpec
 from offload.core.context import JobContext
 from offload.core.holders import Endpoint
 from offload.core.model import Job
@@ -106,13 +106,11 @@ class SageMakerInvoker:
 
     :param settings: names the bucket and prefixes endpoint names with the stack's.
     :param store: the job store.
-    :param catalog: the tasks (to find a notified job's policy).
     """
 
-    def __init__(self, settings: Settings, store: JobStore, catalog: Catalog) -> None:
+    def __init__(self, settings: Settings, store: JobStore) -> None:
         self.settings = settings
         self.store = store
-        self.catalog = catalog
 
     def endpoint_name(self, spec: TaskSpec) -> str:
         """The deployed endpoint of a sagemaker task."""

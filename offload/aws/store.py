@@ -217,17 +217,14 @@ class JobStore:
     # -- writes: every change is a named transition (offload.aws.transitions) ---------------
 
     def apply(self, write: Write, *, token: str | None = None) -> Job:
-        """Make `write` (a create or an update); the job as it left it.
+        """Make `write`, an update; the job as it left it.
 
-        `JobAlreadyExists` when a create finds the id taken, `JobStateConflict` when another
-        writer's change failed the condition. `token`: the same for every try of one change
-        (see above); fresh by default.
+        `JobStateConflict` when another writer's change failed the condition. `token`: the
+        same for every try of one change (see above); fresh by default.
         """
-        if write.delete:
-            raise ValueError(f"{write.transition.value} deletes the job: use JobStore.remove")
+        if write.item is not None or write.delete:
+            raise ValueError(f"{write.transition.value} is not an update: use create or remove")
         item = self._send(write, token)
-        if write.item is not None:
-            return items.from_item(dict(write.item))
         assert item is not None
         return items.from_item(item)
 
@@ -243,7 +240,7 @@ class JobStore:
 
     def create(self, job: Job) -> None:
         """Store a new PENDING job; `JobAlreadyExists` when its id is taken."""
-        self.apply(transitions.create(job))
+        self._send(transitions.create(job), None)
 
     def _expiry(self, moment: datetime) -> int:
         return int((moment + timedelta(days=self.settings.job_retention_days)).timestamp())
@@ -252,13 +249,12 @@ class JobStore:
         written: AttributeValueTypeDef = {"S": token or new_token()}
         expires_at = self._expiry(write.expires_from) if write.expires_from else None
         request = write.request(self.table, written, expires_at)
-        operation = request.pop("operation")
         try:
             with clients.unavailable_as("DynamoDB"):
-                if operation == "put_item":
+                if write.item is not None:
                     self.client.put_item(**request)
                     return None
-                if operation == "delete_item":
+                if write.delete:
                     self.client.delete_item(**request)
                     return None
                 return dict(self.client.update_item(**request)["Attributes"])

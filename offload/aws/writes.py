@@ -55,8 +55,8 @@ class Write:
     def request(
         self, table: str, token: AttributeValueTypeDef, expires_at: int | None
     ) -> dict[str, Any]:
-        """The arguments of the DynamoDB call that makes this write (`operation` says which:
-        `put_item`, `update_item` or `delete_item`). `token` is stored with the change
+        """The arguments of the DynamoDB call that makes this write: `PutItem` with `item`,
+        `DeleteItem` with `delete`, else `UpdateItem`. `token` is stored with the change
         (WRITE_TOKEN); `expires_at` when `expires_from` is set."""
         expiry: dict[str, AttributeValueTypeDef] = (
             {"expires_at": {"N": str(expires_at)}} if expires_at is not None else {}
@@ -69,7 +69,6 @@ class Write:
         if self.item is not None:
             item = {**self.item, **expiry, WRITE_TOKEN: token}
             return {
-                "operation": "put_item",
                 **common,
                 "Item": item,
                 "ConditionExpression": self.condition,
@@ -81,7 +80,7 @@ class Write:
             ExpressionAttributeValues=dict(self.values),
         )
         if self.delete:
-            return {"operation": "delete_item", **common, "ConditionExpression": self.condition}
+            return {**common, "ConditionExpression": self.condition}
         sets = {WRITE_TOKEN: token, **self.sets, **expiry}
         names = {f"#s{i}": name for i, name in enumerate(sets)}
         values = {f":s{i}": value for i, value in enumerate(sets.values())}
@@ -92,7 +91,6 @@ class Write:
         common["ExpressionAttributeNames"].update(names)
         common["ExpressionAttributeValues"].update(values)
         return {
-            "operation": "update_item",
             **common,
             "UpdateExpression": update,
             # An update would create a missing item: the job must exist.

@@ -54,7 +54,7 @@ class SageMakerLane:
         self.settings = settings
         self.store = store
         self.catalog = catalog
-        self.invoker = SageMakerInvoker(settings, store, catalog)
+        self.invoker = SageMakerInvoker(settings, store)
 
     def complete(self, notification: Notification) -> Settlement:
         """Settle the job a notification is about; what happened.

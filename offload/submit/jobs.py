@@ -73,7 +73,7 @@ class Jobs:
         self.defer = defer
         self.caller = caller
         self.request_id = request_id
-        self.sagemaker = sagemaker or SageMakerInvoker(store.settings, store, catalog)
+        self.sagemaker = sagemaker or SageMakerInvoker(store.settings, store)
         self.quota = quota or InFlightQuota(store)
 
     @classmethod

@@ -60,7 +60,7 @@ class Offload:
         self.publisher = QueuePublisher(settings)
         self.dead_letters = DeadLetters(self.store, self.publisher, catalog)
         self.callers = Callers(settings)
-        self.sagemaker = SageMakerInvoker(settings, self.store, catalog)
+        self.sagemaker = SageMakerInvoker(settings, self.store)
         # Remembers callers' in-flight counts between this process's requests.
         self.quota = InFlightQuota(self.store)
         self._inline: InlineRunner | None = None
