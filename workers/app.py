@@ -21,6 +21,7 @@ from offload.aws.queues import QUEUE_LANES, queue_lane
 from offload.core.catalog import Catalog, TaskSpec
 from offload.errors import AwsUnavailable
 from offload.observability import logs
+from offload.runtime.outcomes import Busy
 from offload.settings import Settings, get_settings
 from workers import warmup
 from workers.heartbeat import Heartbeat, lease_owner
@@ -159,7 +160,7 @@ def _register(app: Celery, spec: TaskSpec, settings: Settings) -> None:
             # after maxReceiveCount deliveries SQS dead-letters it. An outage neither spins
             # nor loses the job.
             raise Reject(str(exc), requeue=False) from exc
-        if outcome.busy:
+        if isinstance(outcome, Busy):
             # Another worker holds the job's live lease (or its retry is not due): keep the
             # message (back after its visibility timeout), so it still runs if that worker
             # dies.

@@ -32,6 +32,7 @@ from celery.worker.strategy import hybrid_to_proto2, proto1_to_proto2
 from offload.aws.queues import queue_lane
 from offload.errors import AwsUnavailable
 from offload.runtime.batches import Delivery, run_batch
+from offload.runtime.outcomes import Busy
 from workers.heartbeat import lease_owner
 
 log = logging.getLogger(__name__)
@@ -199,5 +200,5 @@ def run_in_pool(task: Any, deliveries: list[tuple[str, Any, int]], hostname: str
         except AwsUnavailable:
             keep.append(True)  # its retry is not queued: the kept message runs it later
             continue
-        keep.append(outcome.busy)
+        keep.append(isinstance(outcome, Busy))
     return keep

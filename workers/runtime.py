@@ -18,7 +18,14 @@ from offload.core.model import JobStatus
 from offload.errors import AwsUnavailable, TimeLimitExceeded
 from offload.observability.logs import log_context
 from offload.runtime.attempt import Attempt
-from offload.runtime.outcomes import Outcome
+from offload.runtime.outcomes import (
+    Busy,
+    Failed,
+    NotDue,
+    Outcome,
+    Parked,
+    Retrying,
+)
 from offload.settings import Settings
 from offload.submit.children import ChildJobs
 
@@ -78,23 +85,20 @@ class Runtime:
             attempt,
             _said(outcome),
         )
-        if outcome.status is JobStatus.FAILURE:
-            self._bury(spec, job_id, payload, outcome)
-        if outcome.wait_s is not None:
-            # SQS delays a message 15 minutes at most: longer backoffs go in steps.
-            self.publisher.send(
-                spec, job_id, payload, attempt=outcome.attempt, delay_s=outcome.wait_s
-            )
-        if outcome.retry_in_s is not None:
-            try:
-                self.publisher.send(
-                    spec, job_id, payload, attempt=outcome.attempt + 1, delay_s=outcome.retry_in_s
-                )
-            except AwsUnavailable:
-                # The message is then kept (Reject): delivered again once the retry is due,
-                # it runs the next attempt itself.
-                log.error("job %s: retry %d could not be queued", job_id, outcome.attempt + 1)
-                raise
+        match outcome:
+            case Failed():
+                self._bury(spec, job_id, payload, outcome)
+            case NotDue(attempt=attempt, wait_s=delay_s) | Parked(attempt=attempt, wait_s=delay_s):
+                # SQS delays a message 15 minutes at most: longer backoffs go in steps.
+                self.publisher.send(spec, job_id, payload, attempt=attempt, delay_s=delay_s)
+            case Retrying(attempt=attempt, retry_in_s=delay_s):
+                try:
+                    self.publisher.send(spec, job_id, payload, attempt=attempt + 1, delay_s=delay_s)
+                except AwsUnavailable:
+                    # The message is then kept (Reject): delivered again once the retry is
+                    # due, it runs the next attempt itself.
+                    log.error("job %s: retry %d could not be queued", job_id, attempt + 1)
+                    raise
 
     def time_limit_exceeded(self, spec: TaskSpec, job_id: str, owner: str, limit_s: float) -> None:
         """Record that the hard time limit ended `owner`'s attempt (from the main process).
@@ -116,10 +120,10 @@ class Runtime:
             job.attempts,
             outcome.status.value if outcome.status else "not recorded",
         )
-        if outcome.status is JobStatus.FAILURE:
+        if isinstance(outcome, Failed):
             self._bury(spec, job_id, job.payload, outcome)
 
-    def _bury(self, spec: TaskSpec, job_id: str, payload: Any, outcome: Outcome) -> None:
+    def _bury(self, spec: TaskSpec, job_id: str, payload: Any, outcome: Failed) -> None:
         """Keep a failed job's message in its lane's DLQ, where an operator replays it."""
         error = outcome.error
         if error is not None and error.type == "InvalidPayload":
@@ -150,11 +154,14 @@ class Runtime:
 
 
 def _said(outcome: Outcome) -> str:
-    if outcome.status is not None:
-        return outcome.status.value
-    if outcome.waits_for is not None:
-        return f"waits for job {outcome.waits_for}"
-    return "busy" if outcome.busy else "dropped"
+    match outcome:
+        case Parked(waits_for=child_id):
+            return f"waits for job {child_id}"
+        case NotDue(wait_s=wait_s):
+            return f"not due for {wait_s:.0f} s"
+        case Busy():
+            return "busy"
+    return outcome.status.value if outcome.status else "dropped"
 
 
 @lru_cache(maxsize=1)

@@ -38,7 +38,7 @@ from offload.errors import (
 from offload.observability import metrics
 from offload.observability.logs import log_context
 from offload.runtime.claiming import Claim, Verdict, claim
-from offload.runtime.outcomes import Outcome, not_run
+from offload.runtime.outcomes import Dropped, Failed, Outcome, Retrying, Revoked, Succeeded, not_run
 from offload.runtime.waiting import park_attempt
 from offload.settings import Settings
 
@@ -167,10 +167,10 @@ class Attempt:
                 log.warning(
                     "result of job %s attempt %d refused: %s", self.job_id, self.attempt, exc
                 )
-                return Outcome(None)
+                return Dropped()
             self._measure("JobsSucceeded")
             self.ended(job)
-            return Outcome(JobStatus.SUCCESS, attempt=self.attempt)
+            return Succeeded(self.attempt)
 
     def parked(self, wait: WaitingForJob) -> Outcome:
         """Give the worker back until the job `wait` names ends (offload.runtime.waiting)."""
@@ -213,9 +213,9 @@ class Attempt:
                 job = self.store.apply(transitions.revoke_running(self.job_id, self.attempt))
             except JobStateConflict as conflict:
                 log.warning("revocation of job %s not recorded: %s", self.job_id, conflict)
-                return Outcome(None)
+                return Dropped()
             self.ended(job)
-            return Outcome(JobStatus.REVOKED, attempt=self.attempt)
+            return Revoked(self.attempt)
         error = describe_error(exc)
         retryable = not isinstance(exc, _PERMANENT) and self.attempt < self.spec.max_attempts
         try:
@@ -227,7 +227,7 @@ class Attempt:
                         )
                     )
                 )
-                return Outcome(JobStatus.FAILURE, attempt=self.attempt, error=error)
+                return Failed(self.attempt, error)
             delay = retry_delay(self.attempt, self.spec.backoff_s, self.spec.backoff_max_s)
             if max_delay_s is not None:
                 delay = min(delay, max_delay_s)
@@ -235,10 +235,10 @@ class Attempt:
             self._settling(
                 lambda: transitions.retry(self.job_id, self.attempt, error, due, self.holder)
             )
-            return Outcome(JobStatus.RETRY, retry_in_s=delay, attempt=self.attempt, error=error)
+            return Retrying(self.attempt, error, delay)
         except JobStateConflict as conflict:
             log.warning("failure of job %s not recorded: %s", self.job_id, conflict)
-            return Outcome(None)
+            return Dropped()
 
     def _settling(self, write: Callable[[], Write]) -> Job:
         """The write `write()` builds (with fresh times each try), tried again through a store

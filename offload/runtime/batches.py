@@ -24,7 +24,7 @@ from offload.errors import AwsUnavailable, InvalidPayload
 from offload.observability import metrics
 from offload.runtime.attempt import Attempt, kept_result
 from offload.runtime.claiming import Verdict
-from offload.runtime.outcomes import Outcome, not_run
+from offload.runtime.outcomes import Busy, Dropped, Outcome, not_run
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def run_batch(
             claimed = attempt.begin()
         except AwsUnavailable as exc:
             log.warning("job %s not claimed: %s", delivery.job_id, exc)
-            outcomes[index] = Outcome(None, busy=True)
+            outcomes[index] = Busy()
             continue
         if claimed.verdict is not Verdict.RUN:
             outcomes[index] = not_run(claimed)
@@ -106,7 +106,7 @@ def run_batch(
     if ready:
         metrics.count("BatchCalls", spec.name, spec.lane, calls)
         metrics.count("BatchedJobs", spec.name, spec.lane, len(ready))
-    return BatchReport([o if o is not None else Outcome(None) for o in outcomes], calls)
+    return BatchReport([o if o is not None else Dropped() for o in outcomes], calls)
 
 
 def _run(
@@ -172,4 +172,4 @@ def _settle(attempt: Attempt, result: Any, store: JobStore) -> Outcome:
     except AwsUnavailable as exc:
         # Not recorded: the lease lapses and the kept message runs the job again.
         log.warning("job %s: outcome not recorded: %s", attempt.job_id, exc)
-        return Outcome(None, busy=True)
+        return Busy()

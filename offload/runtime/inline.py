@@ -25,7 +25,7 @@ from offload.observability import metrics
 from offload.observability.logs import log_context
 from offload.runtime.attempt import Attempt
 from offload.runtime.claiming import Verdict
-from offload.runtime.outcomes import Outcome, not_run
+from offload.runtime.outcomes import Dropped, Outcome, Retrying, Spilled, not_run
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class InlineRunner:
             if self._admitted >= self.capacity:
                 reason = f"the inline lane is full ({self.capacity} jobs)"
                 if await self._spill(spec, job_id, payload, 1, 0.0, reason):
-                    return Outcome(None, spilled=True)
+                    return Spilled(1)
                 # SQS refused it too: wait for a slot here rather than lose it.
             self._admitted += 1
             try:
@@ -112,7 +112,7 @@ class InlineRunner:
             if _too_late(deadline, delay + spec.timeout_s):
                 reason = f"attempt {attempt} would end after the invocation"
                 spilled = await self._spill(spec, job_id, payload, attempt, delay, reason)
-                return Outcome(None, attempt=attempt, spilled=spilled)
+                return Spilled(attempt, spilled)
             await asyncio.sleep(delay)
             outcome = await self._attempt(
                 Attempt(
@@ -127,7 +127,7 @@ class InlineRunner:
                 ),
                 deadline,
             )
-            if outcome.retry_in_s is None:
+            if not isinstance(outcome, Retrying):
                 return outcome
             attempt, delay = outcome.attempt + 1, outcome.retry_in_s
 
@@ -179,7 +179,7 @@ class InlineRunner:
         spilled = await self._spill(
             attempt.spec, attempt.job_id, attempt.payload, attempt.attempt, 0.0, why
         )
-        return Outcome(None, attempt=attempt.attempt, spilled=spilled)
+        return Spilled(attempt.attempt, spilled)
 
     async def _spill(
         self, spec: TaskSpec, job_id: str, payload: Any, attempt: int, delay_s: float, why: str
@@ -211,13 +211,13 @@ class InlineRunner:
         except Exception:
             log.exception("inline job %s: its record cannot be read either", job_id)
             metrics.count("InlineSpillFailed", spec.name, spec.lane)
-            return Outcome(None)
+            return Dropped()
         if job.status not in (JobStatus.PENDING, JobStatus.RETRY):
-            return Outcome(None)  # it ended, or an attempt holds it: nothing to hand over
+            return Dropped()  # it ended, or an attempt holds it: nothing to hand over
         spilled = await self._spill(
             spec, job_id, payload, job.attempts + 1, 0.0, "its inline run failed in offload"
         )
-        return Outcome(None, attempt=job.attempts + 1, spilled=spilled)
+        return Spilled(job.attempts + 1, spilled)
 
     def _start_thread(self, attempt: Attempt) -> asyncio.Future[Any]:
         """Run `attempt.invoke` on a thread of its own; the future settles when it returns."""

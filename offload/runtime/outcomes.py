@@ -1,5 +1,8 @@
 """How a delivery of a job ended, as the process that ran it acts on it: ack, send again
-later, dead-letter."""
+later, dead-letter. One type per way it can end (`Outcome` is their union): code that acts
+on an outcome matches on its type; every one also answers the few plain questions (`status`,
+`attempt`, `error`, `retry_in_s`, `wait_s`, `waits_for`, `busy`) with its own values or none.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +12,102 @@ from offload.core.model import JobError, JobStatus
 from offload.runtime.claiming import Claim, Verdict
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """How an attempt ended. `status` is None when this delivery was a duplicate and did
-    nothing; `retry_in_s` is set when the job is to be tried again after that delay."""
+class _Answers:
+    """What an outcome says when asked something that is not its own (none, or no)."""
 
-    status: JobStatus | None
-    retry_in_s: float | None = None
-    # The job is another worker's for now (or its retry is not due): deliver it again later.
-    busy: bool = False
+    status: JobStatus | None = None
     # The attempt that ran (a takeover runs a later one than its message names).
     attempt: int = 0
-    # Why it failed, for FAILURE and RETRY.
     error: JobError | None = None
-    # The retry is not due for this long: deliver it again then (a delay past SQS's 15 min).
+    retry_in_s: float | None = None
     wait_s: float | None = None
-    # An inline job handed to the spill lane's workers instead of running here.
-    spilled: bool = False
-    # The attempt parked until this job ends; `wait_s` says when it looks again regardless.
     waits_for: str | None = None
+    busy: bool = False
+
+
+@dataclass(frozen=True)
+class Succeeded(_Answers):
+    """SUCCESS was recorded."""
+
+    attempt: int
+    status = JobStatus.SUCCESS
+
+
+@dataclass(frozen=True)
+class Retrying(_Answers):
+    """The attempt failed and RETRY was recorded: the next attempt is due in `retry_in_s`."""
+
+    attempt: int
+    error: JobError
+    retry_in_s: float
+    status = JobStatus.RETRY
+
+
+@dataclass(frozen=True)
+class Failed(_Answers):
+    """FAILURE was recorded (by this attempt, or for a lost worker's)."""
+
+    attempt: int
+    error: JobError | None
+    status = JobStatus.FAILURE
+
+
+@dataclass(frozen=True)
+class Revoked(_Answers):
+    """The attempt obeyed its cancellation: REVOKED was recorded."""
+
+    attempt: int
+    status = JobStatus.REVOKED
+
+
+@dataclass(frozen=True)
+class NotDue(_Answers):
+    """The retry (or a parked attempt's resume) is not due: deliver it again in `wait_s`
+    (a backoff past SQS's 15 minutes goes in steps)."""
+
+    attempt: int
+    wait_s: float
+
+
+@dataclass(frozen=True)
+class Parked(_Answers):
+    """The attempt waits for job `waits_for` without its worker; it is looked at again in
+    `wait_s` at the latest (offload.runtime.waiting)."""
+
+    attempt: int
+    waits_for: str
+    wait_s: float
+
+
+@dataclass(frozen=True)
+class Busy(_Answers):
+    """The job is another worker's for now, or the store could not be reached: keep the
+    message and deliver it again later."""
+
+    busy: bool = True
+
+
+@dataclass(frozen=True)
+class Dropped(_Answers):
+    """Nothing to do: a duplicate or stale delivery, or an end another writer refused."""
+
+
+@dataclass(frozen=True)
+class Spilled(_Answers):
+    """An inline job handed to the spill lane's workers as `attempt` (`sent`: False when SQS
+    kept refusing it, and the job waits, alarmed, for someone to run it)."""
+
+    attempt: int
+    sent: bool = True
+
+
+Outcome = Succeeded | Retrying | Failed | Revoked | NotDue | Parked | Busy | Dropped | Spilled
 
 
 def not_run(claimed: Claim) -> Outcome:
     """The outcome of a delivery that did not run the task."""
     if claimed.verdict is Verdict.LOST:
-        error = claimed.job.error if claimed.job else None
-        return Outcome(JobStatus.FAILURE, attempt=claimed.attempt, error=error)
+        return Failed(claimed.attempt, claimed.job.error if claimed.job else None)
     if claimed.verdict is Verdict.WAIT:
-        return Outcome(None, attempt=claimed.attempt, wait_s=claimed.wait_s)
-    return Outcome(None, busy=claimed.verdict is Verdict.BUSY)
+        return NotDue(claimed.attempt, claimed.wait_s)
+    return Busy() if claimed.verdict is Verdict.BUSY else Dropped()

@@ -20,7 +20,7 @@ from offload.errors import AwsUnavailable, JobNotFound, JobStateConflict, Perman
 from offload.observability import metrics
 from offload.observability.logs import log_context
 from offload.runtime.attempt import Attempt
-from offload.runtime.outcomes import Outcome
+from offload.runtime.outcomes import Failed, Outcome, Retrying, Revoked, Succeeded
 from offload.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -114,16 +114,22 @@ class SageMakerLane:
         return self._settle(attempt.failed(self.invoker.failure(notification, job)), spec, job)
 
     def _settle(self, outcome: Outcome, spec: TaskSpec, job: Job) -> Settlement:
-        if outcome.retry_in_s is not None:
-            # SageMaker queues invocations itself: the retry goes now, not after a backoff.
-            retried = self.store.get(job.job_id)
-            if retried.status is not JobStatus.RETRY:
-                return Settlement.STALE  # cancelled meanwhile
-            self.invoker.invoke(spec, retried, outcome.attempt + 1)
-            return Settlement.RETRIED
-        if outcome.status is JobStatus.FAILURE:
-            metrics.count("SageMakerFailures", spec.name, spec.lane)
-        return Settlement(outcome.status.value.lower()) if outcome.status else Settlement.STALE
+        match outcome:
+            case Retrying(attempt=attempt):
+                # SageMaker queues invocations itself: the retry goes now, not after a backoff.
+                retried = self.store.get(job.job_id)
+                if retried.status is not JobStatus.RETRY:
+                    return Settlement.STALE  # cancelled meanwhile
+                self.invoker.invoke(spec, retried, attempt + 1)
+                return Settlement.RETRIED
+            case Failed():
+                metrics.count("SageMakerFailures", spec.name, spec.lane)
+                return Settlement.FAILURE
+            case Succeeded():
+                return Settlement.SUCCESS
+            case Revoked():
+                return Settlement.REVOKED
+        return Settlement.STALE
 
     # -- the sweep -------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from offload.aws.store import JobStore
 from offload.core.holders import LeaseHolder
 from offload.core.model import Job, JobStatus
 from offload.errors import AwsUnavailable, JobNotFound, JobStateConflict, WaitingForJob
-from offload.runtime.outcomes import Outcome
+from offload.runtime.outcomes import Busy, Dropped, Outcome, Parked, Revoked
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +59,12 @@ def park_attempt(
             # Cancelled while it ran: it ends here, and what it waits for with it.
             return _cancelled_instead_of_parked(store, job_id, attempt, wait.child_id, ended)
         log.warning("job %s attempt %d not parked: %s", job_id, attempt, exc)
-        return Outcome(None)
+        return Dropped()
     except AwsUnavailable as exc:
         # Still this worker's: keep the message; once this lease lapses, its next delivery
         # takes the job over (an attempt spent on a store outage).
         log.error("job %s attempt %d could not park: %s", job_id, attempt, exc)
-        return Outcome(None, busy=True)
+        return Busy()
     try:
         child_ended = store.get(wait.child_id).status.terminal
     except AwsUnavailable:
@@ -74,11 +74,11 @@ def park_attempt(
         # waiting: this job is due at once.
         try:
             store.apply(transitions.wake(job_id, wait.child_id))
-            return Outcome(None, attempt=attempt, wait_s=0, waits_for=wait.child_id)
+            return Parked(attempt, wait.child_id, 0)
         except (JobStateConflict, AwsUnavailable) as exc:
             log.warning("job %s not made due at once: %s", job_id, exc)
     log.info("job %s attempt %d waits for job %s", job_id, attempt, wait.child_id)
-    return Outcome(None, attempt=attempt, wait_s=wait.recheck_s, waits_for=wait.child_id)
+    return Parked(attempt, wait.child_id, wait.recheck_s)
 
 
 def _park(
@@ -103,10 +103,10 @@ def _cancelled_instead_of_parked(
         job = store.apply(transitions.revoke_running(job_id, attempt))
     except JobStateConflict as exc:
         log.warning("revocation of job %s not recorded: %s", job_id, exc)
-        return Outcome(None)
+        return Dropped()
     try:
         request_cancel(store, child_id)
     except (JobStateConflict, JobNotFound, AwsUnavailable) as exc:
         log.info("job %s: the job it waited for not cancelled: %s", job_id, exc)
     ended(job)
-    return Outcome(JobStatus.REVOKED, attempt=attempt)
+    return Revoked(attempt)
