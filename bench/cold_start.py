@@ -28,7 +28,8 @@ NAME = "cold-start"
 BARE = "bench.bare_app"
 API = "functions.api.main"
 BUDGET = 1.25
-# Packages the API must never import: the workers' and models' (as tests/unit/test_api_imports.py).
+# Packages the API must never import: the workers' and models'
+# (as tests/unit/functions/api/test_main_imports.py).
 HEAVY = frozenset(
     {
         "celery",

@@ -138,7 +138,7 @@ round by round in one process (`bench/embeddings.py`); medians of the rounds.
 
 - measured: {measured}; every round in `bench/results/embeddings.json`
 - Batched and single results agree to float rounding (at most 2e-7 apart, asserted below 1e-5
-  by `tests/unit/test_embeddings.py`).{missing}"""
+  by `tests/unit/tasks/test_embeddings.py`).{missing}"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

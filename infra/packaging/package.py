@@ -36,8 +36,9 @@ from infra.template import load_template
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION = "ApiFunction"
 EXTRAS = ("lambda",)
-# What `import functions.api.main` loads of this repository (tests/unit/test_package.py
-# checks it with an import trace): never workers/, infra/ or tests/.
+# What `import functions.api.main` loads of this repository
+# (tests/unit/infra/packaging/test_package.py checks it with an import trace): never
+# workers/, infra/ or tests/.
 PROJECT_PACKAGES = ("functions", "offload", "tasks")
 # Lambda's quotas: a zip uploaded directly, and the function unzipped (layers included).
 ZIPPED_LIMIT = 50 * 1024 * 1024

@@ -2,7 +2,7 @@
 
 The API sends to the cpu/gpu queues with plain boto3 so that it never imports celery or
 kombu (import cost, deployment size); an unmodified Celery worker runs what it sends.
-`tests/integration/test_celery_contract.py` compares this encoding with kombu's own.
+`tests/integration/workers/test_celery_contract.py` compares this encoding with kombu's own.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 
 from infra.local.dev import LocalSystem
 from tests.e2e.conftest import logs_of, submit
-from tests.integration.test_rag import DOCUMENTS
+from tests.integration.tasks.test_rag import DOCUMENTS
 
 pytestmark = pytest.mark.e2e
 

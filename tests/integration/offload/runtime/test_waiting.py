@@ -34,7 +34,7 @@ from offload.runtime.sagemaker_lane import SageMakerLane
 from offload.settings import Settings
 from offload.submit.children import ChildJobs
 from tests.integration import jobs
-from tests.integration.test_rag import index
+from tests.integration.tasks.test_rag import index
 
 QUESTION = {"index": "support", "question": "How long do refunds take?"}
 TGI_ANSWER = [{"generated_text": "Five business days after the return arrives [1]."}]

@@ -23,7 +23,7 @@ from offload.runtime.sagemaker_lane import SageMakerLane
 from offload.settings import Settings
 from tests.integration import jobs
 
-SQS_EVENT = Path(__file__).parents[1] / "fixtures" / "sqs" / "receive-message.json"
+SQS_EVENT = Path(__file__).parents[3] / "fixtures" / "sqs" / "receive-message.json"
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from functions.api.main import create_app
 from offload.aws.store import JobStore
 from offload.observability.logs import ContextFilter
 from offload.settings import Settings
-from tests.integration.test_api import finished, submit
+from tests.integration.functions.api.test_api import finished, submit
 
 
 @pytest.fixture
