@@ -161,7 +161,7 @@ def _register(app: Celery, spec: TaskSpec, settings: Settings) -> None:
             # nor loses the job.
             raise Reject(str(exc), requeue=False) from exc
         if isinstance(outcome, Busy):
-            # Another worker holds the job's live lease (or its retry is not due): keep the
+            # Another worker holds the job's live lease (or the store was out): keep the
             # message (back after its visibility timeout), so it still runs if that worker
             # dies.
             raise Reject("job busy elsewhere", requeue=False)

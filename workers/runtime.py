@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from functools import lru_cache
-from typing import Any
+from typing import Any, assert_never
 
 from offload.aws import celery_protocol
 from offload.aws.dlq import bury
@@ -20,11 +20,15 @@ from offload.observability.logs import log_context
 from offload.runtime.attempt import Attempt
 from offload.runtime.outcomes import (
     Busy,
+    Dropped,
     Failed,
     NotDue,
     Outcome,
     Parked,
     Retrying,
+    Revoked,
+    Spilled,
+    Succeeded,
 )
 from offload.settings import Settings
 from offload.submit.children import ChildJobs
@@ -88,17 +92,21 @@ class Runtime:
         match outcome:
             case Failed():
                 self._bury(spec, job_id, payload, outcome)
-            case NotDue(attempt=attempt, wait_s=delay_s) | Parked(attempt=attempt, wait_s=delay_s):
+            case NotDue(attempt=ran, wait_s=delay_s) | Parked(attempt=ran, wait_s=delay_s):
                 # SQS delays a message 15 minutes at most: longer backoffs go in steps.
-                self.publisher.send(spec, job_id, payload, attempt=attempt, delay_s=delay_s)
-            case Retrying(attempt=attempt, retry_in_s=delay_s):
+                self.publisher.send(spec, job_id, payload, attempt=ran, delay_s=delay_s)
+            case Retrying(attempt=ran, retry_in_s=delay_s):
                 try:
-                    self.publisher.send(spec, job_id, payload, attempt=attempt + 1, delay_s=delay_s)
+                    self.publisher.send(spec, job_id, payload, attempt=ran + 1, delay_s=delay_s)
                 except AwsUnavailable:
                     # The message is then kept (Reject): delivered again once the retry is
                     # due, it runs the next attempt itself.
-                    log.error("job %s: retry %d could not be queued", job_id, attempt + 1)
+                    log.error("job %s: retry %d could not be queued", job_id, ran + 1)
                     raise
+            case Succeeded() | Revoked() | Busy() | Dropped() | Spilled():
+                pass  # ended, or nothing to send: the message is acked (or kept, if busy)
+            case _:
+                assert_never(outcome)
 
     def time_limit_exceeded(self, spec: TaskSpec, job_id: str, owner: str, limit_s: float) -> None:
         """Record that the hard time limit ended `owner`'s attempt (from the main process).

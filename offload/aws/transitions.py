@@ -2,7 +2,8 @@
 the allowed-moves table (`offload.core.moves`), and `JobStore.apply` sends it.
 
 A `Write` is data: its condition, what it sets and removes. The store sends it as one
-`UpdateItem` (or `PutItem`, `DeleteItem`) today; being data, not a call, many of them can
+`UpdateItem` (`JobStore.apply`; a create as `PutItem`, `JobStore.create`; a discard as
+`DeleteItem`, `JobStore.remove`) today; being data, not a call, many of them can
 later be rendered as elements of one `TransactWriteItems` or PartiQL batch, to apply one
 transition to many jobs in a single request. No caller writes a condition expression or an
 attribute name.

@@ -6,14 +6,18 @@ on an outcome matches on its type; every one also answers the few plain question
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from offload.core.model import JobError, JobStatus
 from offload.runtime.claiming import Claim, Verdict
 
 
 class _Answers:
-    """What an outcome says when asked something that is not its own (none, or no)."""
+    """What an outcome says when asked something that is not its own (none, or no).
+
+    Not a dataclass: its defaults are class attributes. A variant declares each field of its
+    own with `field()`, or dataclasses would take the default from here and the field would
+    not be required."""
 
     status: JobStatus | None = None
     # The attempt that ran (a takeover runs a later one than its message names).
@@ -29,7 +33,7 @@ class _Answers:
 class Succeeded(_Answers):
     """SUCCESS was recorded."""
 
-    attempt: int
+    attempt: int = field()
     status = JobStatus.SUCCESS
 
 
@@ -37,9 +41,9 @@ class Succeeded(_Answers):
 class Retrying(_Answers):
     """The attempt failed and RETRY was recorded: the next attempt is due in `retry_in_s`."""
 
-    attempt: int
-    error: JobError
-    retry_in_s: float
+    attempt: int = field()
+    error: JobError = field()
+    retry_in_s: float = field()
     status = JobStatus.RETRY
 
 
@@ -47,8 +51,8 @@ class Retrying(_Answers):
 class Failed(_Answers):
     """FAILURE was recorded (by this attempt, or for a lost worker's)."""
 
-    attempt: int
-    error: JobError | None
+    attempt: int = field()
+    error: JobError | None = field()
     status = JobStatus.FAILURE
 
 
@@ -56,7 +60,7 @@ class Failed(_Answers):
 class Revoked(_Answers):
     """The attempt obeyed its cancellation: REVOKED was recorded."""
 
-    attempt: int
+    attempt: int = field()
     status = JobStatus.REVOKED
 
 
@@ -65,8 +69,8 @@ class NotDue(_Answers):
     """The retry (or a parked attempt's resume) is not due: deliver it again in `wait_s`
     (a backoff past SQS's 15 minutes goes in steps)."""
 
-    attempt: int
-    wait_s: float
+    attempt: int = field()
+    wait_s: float = field()
 
 
 @dataclass(frozen=True)
@@ -74,9 +78,9 @@ class Parked(_Answers):
     """The attempt waits for job `waits_for` without its worker; it is looked at again in
     `wait_s` at the latest (offload.runtime.waiting)."""
 
-    attempt: int
-    waits_for: str
-    wait_s: float
+    attempt: int = field()
+    waits_for: str = field()
+    wait_s: float = field()
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,7 @@ class Spilled(_Answers):
     """An inline job handed to the spill lane's workers as `attempt` (`sent`: False when SQS
     kept refusing it, and the job waits, alarmed, for someone to run it)."""
 
-    attempt: int
+    attempt: int = field()
     sent: bool = True
 
 

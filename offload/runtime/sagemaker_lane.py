@@ -10,6 +10,7 @@ import logging
 from collections import Counter
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import assert_never
 
 from offload.aws import transitions
 from offload.aws.sagemaker import Notification, SageMakerInvoker
@@ -20,7 +21,18 @@ from offload.errors import AwsUnavailable, JobNotFound, JobStateConflict, Perman
 from offload.observability import metrics
 from offload.observability.logs import log_context
 from offload.runtime.attempt import Attempt
-from offload.runtime.outcomes import Failed, Outcome, Retrying, Revoked, Succeeded
+from offload.runtime.outcomes import (
+    Busy,
+    Dropped,
+    Failed,
+    NotDue,
+    Outcome,
+    Parked,
+    Retrying,
+    Revoked,
+    Spilled,
+    Succeeded,
+)
 from offload.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -129,7 +141,10 @@ class SageMakerLane:
                 return Settlement.SUCCESS
             case Revoked():
                 return Settlement.REVOKED
-        return Settlement.STALE
+            case NotDue() | Parked() | Busy() | Dropped() | Spilled():
+                return Settlement.STALE  # nothing was recorded
+            case _:
+                assert_never(outcome)
 
     # -- the sweep -------------------------------------------------------------------------
 
